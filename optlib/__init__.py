@@ -1,0 +1,68 @@
+"""optlib: the optimizers and experiment tools of the course *Optimization for Deep Learning*.
+
+Every chapter imports this package. The optimizers are drop-in replacements for
+their ``torch.optim`` counterparts::
+
+    import optlib
+    opt = optlib.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
+
+Names are loaded on first use from the submodule whose ``__all__`` lists them,
+so ``import optlib`` stays fast and a notebook that only needs an optimizer
+does not pay for matplotlib or scikit-learn.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# One idea per module; each lists its public names in __all__.
+_SUBMODULES = (
+    "optim",        # the optimizers (torch.optim.Optimizer subclasses)
+    "problems",     # 2-D and n-D test functions
+    "trajectory",   # run an optimizer on a test function, record its path
+    "plotting",     # contour maps, loss curves, animations
+    "widgets",      # live sliders in Jupyter, precomputed players on the website
+    "device",       # device choice and quick/full experiment size
+    "data",         # data sets with no download, checksummed files
+    "models",       # the small networks the experiments train
+    "training",     # the training loop with progress bar and divergence detection
+    "results",      # saved GPU results under data/results/
+    "experiment",   # a chapter's closing experiment: optimizers compared on a model
+    "benchmark",    # the course's benchmark: fair tuning, many seeds
+)
+
+_index: dict[str, str] | None = None
+
+
+def _build_index() -> dict[str, str]:
+    index = {}
+    for name in _SUBMODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"{__name__}.{name}":
+                continue  # a module not written yet must not break the others
+            raise
+        for public in getattr(module, "__all__", ()):
+            index.setdefault(public, name)
+    return index
+
+
+def __getattr__(attr: str):
+    global _index
+    if attr in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{attr}")
+    if _index is None:
+        _index = _build_index()
+    if attr in _index:
+        return getattr(importlib.import_module(f"{__name__}.{_index[attr]}"), attr)
+    raise AttributeError(f"module 'optlib' has no attribute {attr!r}")
+
+
+def __dir__():
+    global _index
+    if _index is None:
+        _index = _build_index()
+    return sorted(set(globals()) | set(_index) | set(_SUBMODULES))

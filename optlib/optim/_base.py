@@ -1,0 +1,107 @@
+"""What every optlib optimizer shares: argument checks and the choice of update path.
+
+Each optimizer in this package has two implementations of the same update rule:
+
+* a *single-tensor* path, a plain loop over parameters that reads like the maths
+  in the chapters, and
+* a *multi-tensor* path built on ``torch._foreach_*`` ops, which launches one
+  kernel for a whole list of tensors instead of one per parameter.
+
+``foreach=None`` picks the multi-tensor path when every parameter lives on a
+CUDA device, as ``torch.optim`` does, because that is where kernel-launch
+overhead dominates; on the CPU the loop is what a reader sees and is as fast.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Iterable
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "check_lr",
+    "check_non_negative",
+    "check_unit_interval",
+    "check_betas",
+    "check_params_not_empty",
+    "default_foreach",
+    "group_by_device_and_dtype",
+    "as_float",
+]
+
+
+def _is_finite_number(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def as_float(value) -> float:
+    """A Python float from a number or a one-element tensor (lr may be a tensor in torch)."""
+    if isinstance(value, Tensor):
+        return float(value.item())
+    return float(value)
+
+
+def check_lr(lr) -> None:
+    """lr must be a finite number >= 0 (0 freezes the parameters, which schedulers use)."""
+    if isinstance(lr, Tensor) and lr.numel() != 1:
+        raise ValueError(f"Invalid lr: a tensor lr must have exactly one element, got shape {tuple(lr.shape)}")
+    if not _is_finite_number(lr) or as_float(lr) < 0.0:
+        raise ValueError(f"Invalid lr: {lr!r}; lr must be a finite number >= 0")
+
+
+def check_non_negative(name: str, value) -> None:
+    """A finite number >= 0, such as eps, weight_decay or lr_decay."""
+    if not _is_finite_number(value) or float(value) < 0.0:
+        raise ValueError(f"Invalid {name}: {value!r}; {name} must be a finite number >= 0")
+
+
+def check_unit_interval(name: str, value) -> None:
+    """A number in [0, 1), such as a momentum coefficient or an averaging constant."""
+    if not _is_finite_number(value) or not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"Invalid {name}: {value!r}; {name} must be in [0, 1)")
+
+
+def check_betas(betas) -> None:
+    """betas must be a pair (beta1, beta2), each in [0, 1)."""
+    try:
+        beta1, beta2 = betas
+    except (TypeError, ValueError):
+        raise ValueError(f"Invalid betas: {betas!r}; betas must be a pair (beta1, beta2), each in [0, 1)") from None
+    check_unit_interval("betas[0]", beta1)
+    check_unit_interval("betas[1]", beta2)
+
+
+def check_params_not_empty(params) -> list:
+    """Materialise params (it may be a generator) and refuse an empty list early, with a clear message."""
+    params = list(params)
+    if len(params) == 0:
+        raise ValueError("Invalid params: an empty parameter list; params must contain at least one tensor or param group")
+    return params
+
+
+def default_foreach(params: Iterable[Tensor]) -> bool:
+    """Multi-tensor path when every parameter is on CUDA, as torch.optim chooses for foreach=None."""
+    params = list(params)
+    return len(params) > 0 and all(p.is_cuda for p in params)
+
+
+def group_by_device_and_dtype(*tensor_lists: list[Tensor]) -> dict[tuple, list[list[Tensor]]]:
+    """Split parallel tensor lists into buckets of one device and dtype each.
+
+    ``torch._foreach_*`` ops need every tensor in one call to share device and
+    dtype, so a model with float32 weights and a bfloat16 embedding becomes two
+    buckets. The lists keep their alignment: index i of every returned list
+    refers to the same parameter.
+    """
+    buckets: dict[tuple, list[list[Tensor]]] = defaultdict(lambda: [[] for _ in tensor_lists])
+    for i, p in enumerate(tensor_lists[0]):
+        key = (p.device, p.dtype)
+        for j, lst in enumerate(tensor_lists):
+            buckets[key][j].append(lst[i])
+    return dict(buckets)

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Build the course website from a fresh clone and serve it on http://localhost:8000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+python -m pip install -q "torch==2.13.0" -e ".[book]"
+
+jupyter-book build . --all -W -n --keep-going
+echo "The website is in _build/html/ (open _build/html/index.html), served now at http://localhost:${PORT:-8000}"
+python -m http.server --directory _build/html "${PORT:-8000}"

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Everything the test suite needs, from a fresh clone: a virtual environment,
+# the CPU build of torch, optlib with its book and test extras, Chromium for the
+# browser test (where this machine lets us install it), the website build, then
+# pytest over optlib's tests, every notebook in _toc.yml (nbval) and the built site.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+python -m pip install -q "torch==2.13.0" -e ".[book,test]"
+
+bash scripts/install_browser.sh || echo "Chromium could not be installed: the browser test will be skipped and say why."
+
+jupyter-book build . --all -W -n --keep-going
+
+pytest --nbval-lax --nbval-cell-timeout=600 tests $(python scripts/toc_notebooks.py)
