@@ -1,0 +1,370 @@
+r"""Adam and the Adam-family core that AdamW and NesterovAdamW reuse.
+
+Adam, AdamW and the course's NesterovAdamW are one update rule with three
+switches, so they share one implementation here:
+
+* where weight decay enters: added to the gradient (L2 penalty, Adam) or applied
+  to the parameters directly (decoupled, AdamW),
+* whether the numerator is the first moment :math:`m_t` or its Nesterov
+  look-ahead :math:`\bar m_t = \beta_1 m_t + (1-\beta_1) g_t` (NesterovAdamW),
+* whether the denominator uses the running maximum of :math:`v_t` (AMSGrad).
+
+The arithmetic follows ``torch.optim.Adam`` operation by operation (``lerp`` for
+the first moment, bias corrections as Python floats from the step count, one
+``addcdiv`` at the end), so with the same switches optlib and torch.optim
+produce the same trajectory up to floating-point rounding.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from ._base import (
+    as_float,
+    check_betas,
+    check_lr,
+    check_non_negative,
+    check_params_not_empty,
+    default_foreach,
+    group_by_device_and_dtype,
+    reject_unsupported_flags,
+    step_counter_dtype,
+)
+
+__all__ = ["Adam"]
+
+
+def _adam_single_tensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    max_exp_avg_sqs: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+    amsgrad: bool,
+    nesterov: bool,
+    maximize: bool,
+) -> None:
+    """One Adam-family step, one parameter at a time (the version the chapters show).
+
+    ``max_exp_avg_sqs`` is aligned with ``params`` when ``amsgrad`` is set and
+    empty otherwise.
+    """
+    for i, param in enumerate(params):
+        grad = -grads[i] if maximize else grads[i]
+        m, v, step = exp_avgs[i], exp_avg_sqs[i], state_steps[i]
+
+        step += 1
+        t = step.item()
+
+        if weight_decay != 0:
+            if decoupled_weight_decay:
+                param.mul_(1 - lr * weight_decay)  # θ ← θ(1 − ηλ), outside the moments
+            else:
+                grad = grad.add(param, alpha=weight_decay)  # g ← g + λθ, an L2 penalty seen by m and v
+
+        m.lerp_(grad, 1 - beta1)  # m ← β1·m + (1 − β1)·g
+        v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)  # v ← β2·v + (1 − β2)·g²
+
+        if amsgrad:
+            # The denominator never shrinks, which restores Adam's convergence proof.
+            torch.maximum(max_exp_avg_sqs[i], v, out=max_exp_avg_sqs[i])
+            v = max_exp_avg_sqs[i]
+
+        # Nesterov: step with where the momentum is about to be, β1·m + (1 − β1)·g.
+        numerator = m.lerp(grad, 1 - beta1) if nesterov else m
+
+        bias_correction1 = 1 - beta1**t
+        bias_correction2 = 1 - beta2**t
+        step_size = lr / bias_correction1
+        denom = (v.sqrt() / bias_correction2**0.5).add_(eps)  # √(v / (1 − β2^t)) + ε
+        param.addcdiv_(numerator, denom, value=-step_size)  # θ ← θ − η·(m / (1 − β1^t)) / denom
+
+
+def _foreach_scale_(tensors: list[Tensor], factor: float) -> None:
+    """tensors[i] *= factor in place, rounded as ``Tensor.mul_`` rounds it.
+
+    On the CPU, in-place ``torch._foreach_mul_`` first rounds a Python scalar to
+    the tensors' dtype (in bfloat16, β2 = 0.9 becomes 0.8984); a scalar tensor in
+    the dtype ``Tensor.mul_`` computes in (float32 for bfloat16) keeps the factor
+    as precise, so both update paths give the same numbers. CUDA's foreach
+    kernels compute in float32 already and take the plain scalar.
+    """
+    if tensors[0].device.type == "cpu":
+        compute_dtype = torch.promote_types(tensors[0].dtype, torch.float32)
+        torch._foreach_mul_(tensors, torch.tensor(factor, dtype=compute_dtype))
+    else:
+        torch._foreach_mul_(tensors, factor)
+
+
+def _adam_multi_tensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    max_exp_avg_sqs: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+    amsgrad: bool,
+    nesterov: bool,
+    maximize: bool,
+) -> None:
+    """The same step as :func:`_adam_single_tensor` on ``torch._foreach_*`` ops, one bucket per device and dtype."""
+    if len(params) == 0:
+        return
+    tensor_lists = [params, grads, exp_avgs, exp_avg_sqs, state_steps]
+    if amsgrad:
+        tensor_lists.append(max_exp_avg_sqs)
+    for bucket in group_by_device_and_dtype(*tensor_lists).values():
+        b_params, b_grads, b_exp_avgs, b_exp_avg_sqs, b_steps = bucket[:5]
+
+        if maximize:
+            b_grads = torch._foreach_neg(b_grads)
+
+        # One CPU scalar tensor instead of wrapping the Python 1 once per step counter.
+        torch._foreach_add_(b_steps, torch.tensor(1.0), alpha=1.0)
+
+        if weight_decay != 0:
+            if decoupled_weight_decay:
+                _foreach_scale_(b_params, 1 - lr * weight_decay)
+            elif maximize:
+                # b_grads is already a fresh copy, so it may be updated in place.
+                torch._foreach_add_(b_grads, b_params, alpha=weight_decay)
+            else:
+                b_grads = torch._foreach_add(b_grads, b_params, alpha=weight_decay)
+
+        torch._foreach_lerp_(b_exp_avgs, b_grads, 1 - beta1)
+        _foreach_scale_(b_exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(b_exp_avg_sqs, b_grads, b_grads, 1 - beta2)
+
+        if amsgrad:
+            b_max_exp_avg_sqs = bucket[5]
+            torch._foreach_maximum_(b_max_exp_avg_sqs, b_exp_avg_sqs)
+            denom = torch._foreach_sqrt(b_max_exp_avg_sqs)
+        else:
+            denom = torch._foreach_sqrt(b_exp_avg_sqs)
+
+        numerators = torch._foreach_lerp(b_exp_avgs, b_grads, 1 - beta1) if nesterov else b_exp_avgs
+
+        steps = [step.item() for step in b_steps]
+        step_sizes = [(lr / (1 - beta1**t)) * -1 for t in steps]
+        bias_correction2_sqrts = [(1 - beta2**t) ** 0.5 for t in steps]
+
+        torch._foreach_div_(denom, bias_correction2_sqrts)
+        torch._foreach_add_(denom, eps)
+        torch._foreach_addcdiv_(b_params, numerators, denom, step_sizes)
+
+
+class _AdamFamily(Optimizer):
+    """The state handling and dispatch shared by Adam, AdamW and NesterovAdamW.
+
+    Subclasses say which variant of the update a param group asks for in
+    :meth:`_update_options`; everything else (lazy state, complex parameters,
+    the choice of path) is here once.
+    """
+
+    _name: str  # the class name, for error messages
+
+    def _update_options(self, group: dict) -> dict:
+        """The switches of the shared update (amsgrad, decoupled_weight_decay, nesterov) for one group."""
+        raise NotImplementedError
+
+    def _check_group_flags(self, group: dict) -> None:
+        reject_unsupported_flags(
+            self._name,
+            **{name: group.get(name) for name in ("capturable", "differentiable", "fused")},
+        )
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("maximize", False)
+            group.setdefault("foreach", None)
+            # A state_dict saved by torch.optim in a mode optlib cannot run must not load silently.
+            self._check_group_flags(group)
+            for p in group["params"]:
+                p_state = self.state.get(p, {})
+                if len(p_state) != 0 and not torch.is_tensor(p_state["step"]):
+                    # Old state_dicts stored the step count as a Python number.
+                    p_state["step"] = torch.tensor(float(p_state["step"]), dtype=step_counter_dtype())
+
+    def _init_group(self, group: dict, amsgrad: bool) -> tuple[list[Tensor], ...]:
+        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps = [], [], [], [], [], []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(f"optlib.{self._name} does not support sparse gradients")
+            state = self.state[p]
+            if len(state) == 0:
+                # The step count lives on the CPU so that reading it costs no device sync.
+                state["step"] = torch.tensor(0.0, dtype=step_counter_dtype())
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            if amsgrad and "max_exp_avg_sq" not in state:
+                state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+            # A complex number is updated as its (real, imaginary) pair, as torch.optim does.
+            real = torch.view_as_real if torch.is_complex(p) else (lambda x: x)
+            params.append(real(p))
+            grads.append(real(p.grad))
+            exp_avgs.append(real(state["exp_avg"]))
+            exp_avg_sqs.append(real(state["exp_avg_sq"]))
+            if amsgrad:
+                max_exp_avg_sqs.append(real(state["max_exp_avg_sq"]))
+            state_steps.append(state["step"])
+        return params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None):
+        """Perform one optimization step; ``closure`` re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        for group in self.param_groups:
+            self._check_group_flags(group)
+            options = self._update_options(group)
+            tensors = self._init_group(group, options["amsgrad"])
+            if len(tensors[0]) == 0:
+                continue
+            foreach = group["foreach"]
+            if foreach is None:
+                foreach = default_foreach(tensors[0])
+            update = _adam_multi_tensor if foreach else _adam_single_tensor
+            beta1, beta2 = group["betas"]
+            update(
+                *tensors,
+                lr=as_float(group["lr"]),
+                beta1=as_float(beta1),
+                beta2=as_float(beta2),
+                eps=group["eps"],
+                weight_decay=group["weight_decay"],
+                maximize=group["maximize"],
+                **options,
+            )
+        return loss
+
+
+def _check_adam_arguments(lr, betas, eps, weight_decay) -> None:
+    check_lr(lr)
+    check_betas(betas)
+    check_non_negative("eps", eps)
+    check_non_negative("weight_decay", weight_decay)
+
+
+class Adam(_AdamFamily):
+    r"""Adam: adaptive moment estimation (Kingma & Ba, 2015).
+
+    With gradient :math:`g_t = \nabla f(\theta_{t-1})` (negated when ``maximize``):
+
+    .. math::
+
+        g_t &\leftarrow g_t + \lambda\,\theta_{t-1}
+            \quad\text{(if } \lambda \ne 0 \text{ and not decoupled)} \\
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1)\, g_t \\
+        v_t &= \beta_2 v_{t-1} + (1-\beta_2)\, g_t^2 \\
+        \hat v_t &= \max(\hat v_{t-1}, v_t) \text{ if amsgrad, else } v_t \\
+        \theta_t &= \theta_{t-1} - \eta\,\frac{m_t / (1-\beta_1^t)}{\sqrt{\hat v_t / (1-\beta_2^t)} + \varepsilon}
+
+    with :math:`m_0 = v_0 = 0` and :math:`t` counting the steps from 1. With
+    ``decoupled_weight_decay=True`` the decay is instead
+    :math:`\theta_{t-1} \leftarrow (1-\eta\lambda)\,\theta_{t-1}` before the update,
+    which is :class:`AdamW`.
+
+    Same arguments, defaults, state (``step``, ``exp_avg``, ``exp_avg_sq``,
+    ``max_exp_avg_sq``) and trajectory as ``torch.optim.Adam``.
+
+    Source: D. P. Kingma and J. Ba, "Adam: A Method for Stochastic Optimization",
+    ICLR 2015, https://arxiv.org/abs/1412.6980. AMSGrad: S. J. Reddi, S. Kale and
+    S. Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.
+
+    Args:
+        params: an iterable of tensors or of param-group dicts.
+        lr: learning rate η, a finite number >= 0 (default 1e-3).
+        betas: (β1, β2), the decay rates of the first and second moment, each in [0, 1)
+            (default (0.9, 0.999)).
+        eps: ε added to the denominator for numerical stability, >= 0 (default 1e-8).
+        weight_decay: λ >= 0 (default 0), an L2 penalty added to the gradient
+            unless ``decoupled_weight_decay``.
+        amsgrad: use the running maximum of :math:`v_t` (default False).
+        foreach: True for the ``torch._foreach_*`` path, False for the per-parameter
+            loop, None to choose the former when every parameter is on CUDA.
+        maximize: maximize the objective instead of minimizing it (default False).
+        capturable, differentiable, fused: accepted for drop-in compatibility with
+            torch.optim; optlib does not implement these modes and raises ValueError
+            when one is turned on.
+        decoupled_weight_decay: apply weight decay to θ directly, as AdamW (default False).
+
+    A NaN or Inf gradient propagates into the moments and the parameters: optlib
+    does not silently skip the step. ``optlib.train`` stops when the loss is not finite.
+    """
+
+    _name = "Adam"
+
+    def __init__(
+        self,
+        params,
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float | Tensor, float | Tensor] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        amsgrad: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
+    ) -> None:
+        _check_adam_arguments(lr, betas, eps, weight_decay)
+        reject_unsupported_flags(self._name, capturable=capturable, differentiable=differentiable, fused=fused)
+        defaults = {
+            "lr": lr,
+            "betas": tuple(betas),
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "amsgrad": amsgrad,
+            "maximize": maximize,
+            "foreach": foreach,
+            "capturable": capturable,
+            "differentiable": differentiable,
+            "fused": fused,
+            "decoupled_weight_decay": decoupled_weight_decay,
+        }
+        super().__init__(check_params_not_empty(params), defaults)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("amsgrad", False)
+            group.setdefault("capturable", False)
+            group.setdefault("differentiable", False)
+            group.setdefault("fused", None)
+            group.setdefault("decoupled_weight_decay", False)
+
+    def _update_options(self, group: dict) -> dict:
+        return {
+            "amsgrad": group["amsgrad"],
+            "decoupled_weight_decay": group["decoupled_weight_decay"],
+            "nesterov": False,
+        }
