@@ -1,0 +1,92 @@
+"""Where experiments run, how big they are, and how they are seeded.
+
+A chapter's closing experiment has three sizes:
+
+* ``"tiny"``: a few dozen steps, for the test suite;
+* ``"quick"``: seconds on a 2-core CPU, what the website build and a laptop run;
+* ``"full"``: the whole data set, tens of epochs and several seeds, on a GPU.
+
+:func:`experiment_size` picks ``"full"`` when a CUDA device is present and
+``"quick"`` otherwise; the environment variable ``OPTLIB_SIZE`` overrides it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+__all__ = ["pick_device", "experiment_size", "describe_device", "seed_everything", "SIZES"]
+
+SIZES = ("tiny", "quick", "full")
+
+_SIZE_ENV = "OPTLIB_SIZE"
+_described = False
+
+
+def pick_device() -> torch.device:
+    """The fastest available device: CUDA, then Apple's MPS, then the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def experiment_size() -> str:
+    """The size of the experiments to run: ``"tiny"``, ``"quick"`` or ``"full"``.
+
+    ``"full"`` on a CUDA device, ``"quick"`` elsewhere (MPS included: the full
+    runs are calibrated on a data-centre GPU). Set ``OPTLIB_SIZE`` to force one.
+    """
+    override = os.environ.get(_SIZE_ENV)
+    if override is not None and override.strip() != "":
+        size = override.strip().lower()
+        if size not in SIZES:
+            raise ValueError(
+                f"Invalid {_SIZE_ENV}={override!r}; {_SIZE_ENV} must be one of {', '.join(map(repr, SIZES))}"
+            )
+        return size
+    return "full" if torch.cuda.is_available() else "quick"
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    return "CPU"
+
+
+def describe_device() -> str:
+    """Print (once per process) and return a one-line note on the device and experiment size.
+
+    Chapters call this in their first cell so the reader knows whether the
+    closing experiment runs at full size or at the quick size.
+    """
+    global _described
+    device = pick_device()
+    size = experiment_size()
+    note = f"Device: {_device_name(device)} ({device.type}); experiment size: {size}."
+    if device.type == "cpu":
+        note += (
+            f" No GPU found: running the {size} size of the experiments;"
+            " saved full-size results from a GPU are shown where they exist."
+        )
+    if not _described:
+        print(note)
+        _described = True
+    return note
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global generator and torch (CPU and every GPU)."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= int(seed) < 2**32:
+        raise ValueError(f"Invalid seed: {seed!r}; seed must be an integer in [0, 2**32)")
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device

@@ -1,0 +1,145 @@
+"""Results of the full-size experiments, saved as JSON under ``data/results/``.
+
+A chapter runs its closing experiment at full size on a GPU once, saves the numbers with
+:func:`save_results`, and from then on every reader sees them (with :func:`results_note`
+saying where they came from) next to the quick run their own machine can afford.
+
+``RESULTS_DIR`` is ``data/results/`` beside the package; set ``OPTLIB_RESULTS`` to write
+and read elsewhere (the tests do).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import re
+from pathlib import Path
+
+import torch
+
+__all__ = ["RESULTS_DIR", "results_dir", "save_results", "load_results", "results_note"]
+
+_RESULTS_ENV = "OPTLIB_RESULTS"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def results_dir() -> Path:
+    """Where results live: ``$OPTLIB_RESULTS`` if set, else ``data/results/`` beside the package."""
+    override = os.environ.get(_RESULTS_ENV)
+    if override:
+        return Path(override).expanduser()
+    from .data import data_dir
+
+    return data_dir() / "results"
+
+
+def __getattr__(name: str):
+    # RESULTS_DIR follows OPTLIB_RESULTS / OPTLIB_DATA at the time it is read, not at import.
+    if name == "RESULTS_DIR":
+        return results_dir()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name) or name.endswith(".json"):
+        raise ValueError(
+            f"Invalid name: {name!r}; name must be letters, digits, '_', '-' or '.', "
+            f"starting with a letter or digit, without '.json'"
+        )
+    return name
+
+
+def _jsonable(value):
+    """Plain JSON: tuples become lists, tensors numbers or lists, NaN and infinities None."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return _jsonable(value.tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    if hasattr(value, "item"):  # numpy scalars
+        return _jsonable(value.item())
+    if isinstance(value, type):
+        return value.__name__
+    return repr(value)
+
+
+def _device_name() -> str:
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
+def save_results(name: str, payload: dict, *, seeds, config: dict, size: str | None = None) -> Path:
+    """Write ``payload`` with its provenance to ``<results_dir>/<name>.json`` and return the path.
+
+    The metadata record the device (the GPU's name, or ``cpu``), the torch, optlib and
+    Python versions, the seeds, the experiment ``config``, the size, and the UTC time.
+    """
+    from . import __version__
+    from .device import experiment_size
+
+    _check_name(name)
+    if not isinstance(payload, dict):
+        raise ValueError(f"Invalid payload: {type(payload).__name__}; payload must be a dict")
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("Invalid seeds: []; seeds must list at least one seed")
+    record = {
+        "name": name,
+        "meta": {
+            "device": _device_name(),
+            "torch": torch.__version__,
+            "optlib": __version__,
+            "python": platform.python_version(),
+            "seeds": seeds,
+            "size": size or experiment_size(),
+            "config": _jsonable(config),
+            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        },
+        "payload": _jsonable(payload),
+    }
+    directory = results_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
+    # Write then rename, so an interrupted run never leaves half a file for the chapters to read.
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
+    partial.replace(path)
+    return path
+
+
+def load_results(name: str) -> dict | None:
+    """The saved record ``{"name", "meta", "payload"}`` for ``name``, or ``None`` if none was saved."""
+    path = results_dir() / f"{_check_name(name)}.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"Saved results {path} are not valid JSON ({err}); delete the file or re-run the experiment") from err
+
+
+def _format_seeds(seeds: list[int]) -> str:
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    ordered = sorted(seeds)
+    if ordered == list(range(ordered[0], ordered[-1] + 1)):
+        return f"seeds {ordered[0]}\u2013{ordered[-1]}"
+    return "seeds " + ", ".join(map(str, ordered))
+
+
+def results_note(results: dict) -> str:
+    """One line on where saved results come from.
+
+    For example: ``Saved full-size results: NVIDIA H100 80GB HBM3, torch 2.13.0, seeds 0–4, run on 2026-11-24.``
+    """
+    meta = results["meta"]
+    date = meta["created_utc"][:10]
+    size = meta.get("size", "full")
+    return f"Saved {size}-size results: {meta['device']}, torch {meta['torch']}, {_format_seeds(meta['seeds'])}, run on {date}."

@@ -1,0 +1,90 @@
+import json
+import math
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+import optlib
+from optlib.data import load_digits
+from optlib.experiment import ExperimentResult, compare_optimizers, show_experiment
+from optlib.models import MLP
+
+
+@pytest.fixture
+def results_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPTLIB_RESULTS", str(tmp_path))
+    return tmp_path
+
+
+OPTIMIZERS = {"SGD": (torch.optim.SGD, {"lr": 0.1}), "Adam": (torch.optim.Adam, {"lr": 1e-2})}
+
+
+def run(size="tiny", **kwargs):
+    settings = dict(data="digits", model=lambda: MLP(64, hidden=(16,)), optimizers=OPTIMIZERS, size=size,
+                    epochs={"tiny": 2, "quick": 2, "full": 2}, seeds={"tiny": [0, 1], "quick": [0], "full": [0, 1]},
+                    progress=False)
+    settings.update(kwargs)
+    return compare_optimizers("unit_test", **settings)
+
+
+def test_tiny_comparison_end_to_end(results_dir):
+    result = run()
+    assert list(result.histories) == ["SGD", "Adam"] and result.seeds == [0, 1]
+    assert all(len(runs) == 2 for runs in result.histories.values())
+    sgd0, sgd1 = result.histories["SGD"]
+    assert sgd0.seed == 0 and sgd1.seed == 1 and sgd0.step_loss != sgd1.step_loss
+    assert result.histories["Adam"][0].optimizer == "Adam"
+    rows = result.summary()
+    assert [row["optimizer"] for row in rows] == ["SGD", "Adam"]
+    assert all(0.0 < row["val_accuracy_mean"] <= 1.0 and row["runs"] == 2 for row in rows)
+    assert "val accuracy" in str(rows) and "±" in str(rows)
+    assert not list(results_dir.iterdir())  # only full-size runs are saved by default
+
+
+def test_same_seed_same_initial_weights_for_every_optimizer():
+    result = run(optimizers={"a": (torch.optim.SGD, {"lr": 0.0}), "b": (torch.optim.SGD, {"lr": 0.0})})
+    assert result.histories["a"][0].epochs["val_loss"] == result.histories["b"][0].epochs["val_loss"]
+
+
+def test_full_size_saves_and_show_experiment_plots_both(results_dir, capsys):
+    data = load_digits().subset(200, 100)
+    result = run(size="full", data=data)
+    record = optlib.load_results("unit_test")
+    assert record["meta"]["seeds"] == [0, 1] and record["meta"]["config"]["data"] == "digits"
+    restored = ExperimentResult.from_dict(json.loads(json.dumps(record["payload"])))
+    assert restored.histories["Adam"][1].step_loss == result.histories["Adam"][1].step_loss
+
+    live = show_experiment("unit_test", lambda: run(data=data, seeds={"tiny": [0]}), metric="val_accuracy")
+    out = capsys.readouterr().out
+    assert "Saved full-size results: " in out and "this run (tiny size)" in out
+    assert live.size == "tiny"
+    figure = matplotlib.pyplot.gcf()
+    assert len(figure.axes) == 2 and all(ax.get_title() and ax.get_xlabel() and ax.get_ylabel() for ax in figure.axes)
+    matplotlib.pyplot.close("all")
+
+
+def test_show_experiment_without_saved_results(results_dir, capsys):
+    assert show_experiment("nothing_here") is None
+    assert "No saved full-size results" in capsys.readouterr().out
+
+
+def test_diverged_runs_are_counted_not_averaged(results_dir):
+    with pytest.warns(optlib.TrainingDiverged):
+        result = run(optimizers={"too big": (torch.optim.SGD, {"lr": 1e4})})
+    row = result.summary()[0]
+    assert row["diverged"] == 2 and math.isnan(row["val_loss_mean"])
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"size": "medium"}, "size"),
+    ({"optimizers": {}}, "optimizers"),
+    ({"optimizers": {"x": (torch.optim.SGD,)}}, "optimizers"),
+    ({"data": "cifar10"}, "data"),
+    ({"epochs": {"quick": 1}}, "epochs"),
+])
+def test_bad_arguments_name_themselves(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        run(**kwargs)
