@@ -30,6 +30,9 @@ __all__ = [
     "default_foreach",
     "group_by_device_and_dtype",
     "as_float",
+    "step_counter_dtype",
+    "reject_unsupported_flags",
+    "foreach_scalar",
 ]
 
 
@@ -105,3 +108,41 @@ def group_by_device_and_dtype(*tensor_lists: list[Tensor]) -> dict[tuple, list[l
         for j, lst in enumerate(tensor_lists):
             buckets[key][j].append(lst[i])
     return dict(buckets)
+
+
+def step_counter_dtype() -> torch.dtype:
+    """The dtype torch.optim uses for its ``step`` state tensor (kept on the CPU).
+
+    Matching it keeps state_dicts interchangeable between optlib and torch.optim.
+    """
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+def reject_unsupported_flags(optimizer_name: str, **flags) -> None:
+    """Refuse torch.optim's capturable/differentiable/fused modes, which optlib does not implement.
+
+    The keywords are accepted (with torch's defaults) so that optlib is a drop-in
+    replacement; turning one on is an error rather than a silent no-op.
+    """
+    for name, value in flags.items():
+        if value:
+            allowed = "False or None" if name == "fused" else "False"
+            raise ValueError(
+                f"Invalid {name}: {value!r}; optlib.{optimizer_name} does not support {name}=True "
+                f"(allowed: {allowed}); use torch.optim.{optimizer_name} for it"
+            )
+
+
+def foreach_scalar(value: float, like: Tensor):
+    """``value`` in the form that keeps ``torch._foreach_mul_``/``_foreach_add_`` as exact as the loop.
+
+    On the CPU, ``torch._foreach_mul_(bfloat16_list, 0.99)`` rounds the number to
+    bfloat16 first (0.98828125), while ``t.mul_(0.99)`` multiplies in float32; a
+    0-dim float64 tensor takes the second route. That rounding would shorten an
+    averaging horizon such as RMSprop's alpha = 0.99 from 100 to 85 steps (and turn
+    Adam's 0.999 into 1.0). On CUDA, and for float32/float64, the plain number is
+    already exact and avoids a host-to-device copy, so it is returned unchanged.
+    """
+    if like.device.type == "cpu" and like.dtype in (torch.bfloat16, torch.float16):
+        return torch.tensor(value, dtype=torch.float64)
+    return value

@@ -30,6 +30,7 @@ from ._base import (
     check_non_negative,
     check_params_not_empty,
     default_foreach,
+    foreach_scalar,
     group_by_device_and_dtype,
     reject_unsupported_flags,
     step_counter_dtype,
@@ -93,19 +94,8 @@ def _adam_single_tensor(
 
 
 def _foreach_scale_(tensors: list[Tensor], factor: float) -> None:
-    """tensors[i] *= factor in place, rounded as ``Tensor.mul_`` rounds it.
-
-    On the CPU, in-place ``torch._foreach_mul_`` first rounds a Python scalar to
-    the tensors' dtype (in bfloat16, β2 = 0.9 becomes 0.8984); a scalar tensor in
-    the dtype ``Tensor.mul_`` computes in (float32 for bfloat16) keeps the factor
-    as precise, so both update paths give the same numbers. CUDA's foreach
-    kernels compute in float32 already and take the plain scalar.
-    """
-    if tensors[0].device.type == "cpu":
-        compute_dtype = torch.promote_types(tensors[0].dtype, torch.float32)
-        torch._foreach_mul_(tensors, torch.tensor(factor, dtype=compute_dtype))
-    else:
-        torch._foreach_mul_(tensors, factor)
+    """tensors[i] *= factor in place, rounded as ``Tensor.mul_`` rounds it (see ``foreach_scalar``)."""
+    torch._foreach_mul_(tensors, foreach_scalar(factor, tensors[0]))
 
 
 def _adam_multi_tensor(

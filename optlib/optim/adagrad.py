@@ -1,0 +1,281 @@
+r"""Adagrad: a per-coordinate learning rate from the sum of all past squared gradients."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from ._base import (
+    as_float,
+    check_lr,
+    check_non_negative,
+    check_params_not_empty,
+    default_foreach,
+    group_by_device_and_dtype,
+    reject_unsupported_flags,
+    step_counter_dtype,
+)
+
+__all__ = ["Adagrad"]
+
+
+def _decayed_lr(lr: float, lr_decay: float, step: float) -> float:
+    # eta_t = eta / (1 + (t - 1) * lr_decay), computed in Python floats as torch.optim does.
+    return lr / (1 + (step - 1) * lr_decay)
+
+
+def _sparse_like(grad: Tensor, indices: Tensor, values: Tensor) -> Tensor:
+    # The indices come from a coalesced gradient, so they are valid by construction.
+    return torch.sparse_coo_tensor(indices, values, grad.size(), check_invariants=False)
+
+
+def _adagrad_single_tensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    state_sums: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    lr_decay: float,
+    weight_decay: float,
+    eps: float,
+    maximize: bool,
+) -> None:
+    """One Adagrad step, one parameter at a time: the update as the chapters write it."""
+    for theta, g, v, step in zip(params, grads, state_sums, state_steps):
+        step += 1
+        g = -g if maximize else g
+        if weight_decay != 0:
+            if g.is_sparse:
+                raise ValueError(
+                    f"Invalid weight_decay: {weight_decay!r}; with sparse gradients weight_decay must be 0"
+                )
+            g = g.add(theta, alpha=weight_decay)  # g <- g + lambda * theta
+        eta_t = _decayed_lr(lr, lr_decay, step.item())
+
+        if g.is_sparse:
+            # Only the rows present in the gradient change. The update is not linear in g,
+            # so repeated indices must be summed (coalesced) before squaring.
+            g = g.coalesce()
+            indices, values = g._indices(), g._values()
+            v.add_(_sparse_like(g, indices, values.pow(2)))
+            std_values = v.sparse_mask(g)._values().sqrt_().add_(eps)
+            theta.add_(_sparse_like(g, indices, values / std_values), alpha=-eta_t)
+            continue
+
+        if torch.is_complex(theta):
+            # A complex number is treated as two real coordinates, each with its own accumulator.
+            theta, g, v = torch.view_as_real(theta), torch.view_as_real(g), torch.view_as_real(v)
+        v.addcmul_(g, g, value=1)  # v <- v + g^2
+        std = v.sqrt().add_(eps)  # sqrt(v) + eps
+        theta.addcdiv_(g, std, value=-eta_t)  # theta <- theta - eta_t * g / (sqrt(v) + eps)
+
+
+def _adagrad_multi_tensor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    state_sums: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    lr_decay: float,
+    weight_decay: float,
+    eps: float,
+    maximize: bool,
+) -> None:
+    """The same step on whole lists of tensors at once (one ``_foreach`` kernel per operation)."""
+    buckets = group_by_device_and_dtype(params, grads, state_sums, state_steps)
+    for device_params, device_grads, device_sums, device_steps in buckets.values():
+        if any(g.is_sparse for g in device_grads):
+            # foreach kernels have no sparse version; the loop handles sparse gradients.
+            _adagrad_single_tensor(
+                device_params, device_grads, device_sums, device_steps,
+                lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps, maximize=maximize,
+            )
+            continue
+        if torch.is_complex(device_params[0]):
+            device_params = [torch.view_as_real(t) for t in device_params]
+            device_grads = [torch.view_as_real(t) for t in device_grads]
+            device_sums = [torch.view_as_real(t) for t in device_sums]
+
+        # The step counters are 0-dim CPU tensors; adding a tensor (not the number 1) keeps
+        # foreach from wrapping the scalar once per counter.
+        torch._foreach_add_(device_steps, torch.tensor(1.0, device=device_steps[0].device), alpha=1.0)
+
+        owns_grads = False
+        if maximize:
+            device_grads = torch._foreach_neg(device_grads)
+            owns_grads = True
+        if weight_decay != 0:
+            if owns_grads:
+                torch._foreach_add_(device_grads, device_params, alpha=weight_decay)
+            else:
+                device_grads = torch._foreach_add(device_grads, device_params, alpha=weight_decay)
+
+        torch._foreach_addcmul_(device_sums, device_grads, device_grads, value=1)
+        std = torch._foreach_sqrt(device_sums)
+        torch._foreach_add_(std, eps)
+        if lr_decay == 0:
+            torch._foreach_addcdiv_(device_params, device_grads, std, value=-lr)
+        else:
+            # Parameters that skipped steps (grad None) have their own step count, hence their own eta_t.
+            minus_lrs = [-_decayed_lr(lr, lr_decay, s.item()) for s in device_steps]
+            torch._foreach_addcdiv_(device_params, device_grads, std, minus_lrs)
+
+
+class Adagrad(Optimizer):
+    r"""Adagrad: each coordinate's step is divided by the root of its summed squared gradients.
+
+    With gradient :math:`g_t` (:math:`-\nabla` with ``maximize=True``), weight decay
+    :math:`\lambda`, learning rate :math:`\eta`, learning-rate decay :math:`\delta`,
+    accumulator :math:`v` (started at ``initial_accumulator_value``) and step
+    count :math:`t` of this parameter, one step is
+
+    .. math::
+
+        g_t &\leftarrow g_t + \lambda\,\theta_{t-1} \\
+        \eta_t &\leftarrow \eta \,/\, (1 + (t-1)\,\delta) \\
+        v_t &\leftarrow v_{t-1} + g_t^2 \\
+        \theta_t &\leftarrow \theta_{t-1} - \eta_t\, \frac{g_t}{\sqrt{v_t} + \varepsilon}
+
+    (squares, roots and the division taken coordinate by coordinate). Because
+    :math:`v` only grows, every coordinate's effective learning rate only shrinks:
+    rare features keep large steps, frequent ones get small steps.
+
+    Sparse gradients (e.g. from ``nn.Embedding(sparse=True)``) update only the
+    rows they contain, as in torch.optim; they cannot be combined with weight decay.
+    Complex parameters are treated as pairs of real coordinates.
+
+    Reference:
+        J. Duchi, E. Hazan and Y. Singer, "Adaptive subgradient methods for online
+        learning and stochastic optimization", JMLR 12, 2011.
+
+    Args:
+        params: parameters (or parameter groups, dicts with ``"params"`` and overrides) to optimize.
+        lr: learning rate :math:`\eta`, finite and >= 0 (default 1e-2).
+        lr_decay: learning-rate decay :math:`\delta` >= 0 (default 0).
+        weight_decay: L2 penalty :math:`\lambda` >= 0, added to the gradient (default 0).
+        initial_accumulator_value: starting value of :math:`v`, >= 0 (default 0). A
+            parameter group may override it; torch.optim reads only the constructor's
+            value, so such an override is where the two differ.
+        eps: :math:`\varepsilon` >= 0 added to the denominator (default 1e-10).
+        foreach: True for the multi-tensor (``torch._foreach``) path, False for the
+            per-parameter loop, None to choose as torch.optim does (multi-tensor when
+            every parameter is on CUDA).
+        maximize: maximize the objective instead of minimizing it (default False).
+        differentiable, fused: accepted for compatibility with torch.optim.Adagrad;
+            optlib supports only their defaults and raises ValueError otherwise.
+
+    Non-finite gradients: a NaN or Inf gradient enters the accumulator :math:`v` for
+    good and then the parameters; optlib does not skip the step. ``optlib.train``
+    watches the loss and stops, naming the step and learning rate, when it is not finite.
+
+    Parameters whose ``.grad`` is None are skipped: neither their step count nor
+    their accumulator changes.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float | Tensor = 1e-2,
+        lr_decay: float = 0,
+        weight_decay: float = 0,
+        initial_accumulator_value: float = 0,
+        eps: float = 1e-10,
+        foreach: bool | None = None,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+    ) -> None:
+        check_lr(lr)
+        check_non_negative("lr_decay", lr_decay)
+        check_non_negative("weight_decay", weight_decay)
+        check_non_negative("initial_accumulator_value", initial_accumulator_value)
+        check_non_negative("eps", eps)
+        reject_unsupported_flags(type(self).__name__, differentiable=differentiable, fused=fused)
+        params = check_params_not_empty(params)
+        defaults = dict(
+            lr=lr,
+            lr_decay=lr_decay,
+            eps=eps,
+            weight_decay=weight_decay,
+            initial_accumulator_value=initial_accumulator_value,
+            foreach=foreach,
+            maximize=maximize,
+            differentiable=differentiable,
+            fused=fused,
+        )
+        super().__init__(params, defaults)
+        # torch.optim creates the state when the optimizer is built (not at the first
+        # step), so a fresh optimizer's state_dict already holds `sum` and `step`.
+        for group in self.param_groups:
+            for p in group["params"]:
+                self._init_state(p, group)
+
+    def _init_state(self, p: Tensor, group: dict) -> None:
+        value = group["initial_accumulator_value"]
+        state = self.state[p]
+        state["step"] = torch.tensor(0.0, dtype=step_counter_dtype())
+        state["sum"] = torch.full_like(
+            p, complex(value, value) if torch.is_complex(p) else value, memory_format=torch.preserve_format
+        )
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("foreach", None)
+            group.setdefault("maximize", False)
+            group.setdefault("differentiable", False)
+            group.setdefault("fused", None)
+            # Very old state dicts stored the step as a Python number.
+            for p in group["params"]:
+                p_state = self.state.get(p, {})
+                if "step" in p_state and not torch.is_tensor(p_state["step"]):
+                    p_state["step"] = torch.tensor(float(p_state["step"]), dtype=step_counter_dtype())
+
+    def share_memory(self) -> None:
+        """Move the accumulators to shared memory (for Hogwild-style multiprocess training)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.state[p]["sum"].share_memory_()
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None):
+        """Take one step; ``closure`` (optional) re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        for group in self.param_groups:
+            reject_unsupported_flags(
+                type(self).__name__, differentiable=group.get("differentiable"), fused=group.get("fused")
+            )
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            for p in params:
+                if len(self.state[p]) == 0:  # added later with add_param_group
+                    self._init_state(p, group)
+            states = [self.state[p] for p in params]
+
+            foreach = group["foreach"]
+            if foreach is None:
+                foreach = default_foreach(params)
+            update = _adagrad_multi_tensor if foreach else _adagrad_single_tensor
+            update(
+                params,
+                [p.grad for p in params],
+                [s["sum"] for s in states],
+                [s["step"] for s in states],
+                lr=as_float(group["lr"]),
+                lr_decay=group["lr_decay"],
+                weight_decay=group["weight_decay"],
+                eps=group["eps"],
+                maximize=group["maximize"],
+            )
+        return loss
