@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Everything the test suite needs, from a fresh clone: a virtual environment,
-# the CPU build of torch, optlib with its book and test extras, Chromium for the
-# browser test (where this machine lets us install it), the website build, then
-# pytest over optlib's tests, every notebook in _toc.yml (nbval) and the built site.
+# torch, optlib with its book and test extras, Chromium for the browser test
+# (where this machine lets us install it), the website build, then pytest over
+# optlib's tests, every notebook in _toc.yml (nbval) and the built site.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,14 @@ python -m pip install -q "torch==2.13.0" -e ".[book,test]"
 
 bash scripts/install_browser.sh || echo "Chromium could not be installed: the browser test will be skipped and say why."
 
+# optlib's sliders show only their precomputed players: no ipywidgets view,
+# whose JavaScript myst-nb would load from a CDN (see optlib/widgets.py).
+export OPTLIB_STATIC=1
+
+# Warnings are errors (-W, -n): a broken reference, citation or notebook fails here.
+# Start from an empty _build/html: pages of removed files must not linger.
+jupyter-book clean .
 jupyter-book build . --all -W -n --keep-going
 
+# tests/test_site.py reads the build above and saves screenshots to _build/screenshots/.
 pytest --nbval-lax --nbval-cell-timeout=600 tests $(python scripts/toc_notebooks.py)

@@ -1,0 +1,263 @@
+"""The book's sources follow CONTRIBUTING.md: checked on the files, no build needed.
+
+Each chapter notebook is in ``_toc.yml``, stored without outputs, runs in Colab
+(its first cell installs optlib only when it is missing), and has the parts every
+chapter has: an algorithm box (chapters 2-11), at least three exercises with
+hidden solutions, and citations of entries that exist in ``references.bib``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTER_DIR = ROOT / "chapters"
+
+
+def _toc_files(node):
+    if isinstance(node, dict):
+        if "file" in node:
+            yield node["file"]
+        for key in ("root", "parts", "chapters", "sections"):
+            value = node.get(key)
+            if isinstance(value, str):
+                yield value
+            elif isinstance(value, list):
+                for item in value:
+                    yield from _toc_files(item)
+
+
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+TOC_FILES = list(_toc_files(TOC))
+NOTEBOOKS = sorted(CHAPTER_DIR.glob("*.ipynb"))
+
+
+def _resolve(name: str) -> Path | None:
+    path = ROOT / name
+    if path.suffix:
+        return path if path.is_file() else None
+    for suffix in (".ipynb", ".md"):
+        if path.with_suffix(suffix).is_file():
+            return path.with_suffix(suffix)
+    return None
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _source(cell: dict) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
+def _markdown(nb: dict) -> str:
+    return "\n\n".join(_source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+
+
+def _code_cells(nb: dict) -> list[str]:
+    return [_source(c) for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def _chapter_number(path: Path) -> int:
+    match = re.match(r"(\d+)_", path.name)
+    assert match, f"{path.name}: chapter files are named NN_topic.ipynb"
+    return int(match.group(1))
+
+
+# A MyST directive, fenced with backticks or colons, and its option lines.
+DIRECTIVE = re.compile(
+    r"^(?P<fence>`{3,}|:{3,})\{(?P<name>[\w:-]+)\}[ \t]*(?P<argument>[^\n]*)\n(?P<options>(?:[ \t]*:[\w-]+:[^\n]*\n)*)",
+    re.MULTILINE,
+)
+CITE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
+TERM = re.compile(r"\{term\}`([^`]+)`")
+
+
+def _directives(text: str, name: str) -> list[tuple[str, dict[str, str]]]:
+    found = []
+    for match in DIRECTIVE.finditer(text):
+        if match.group("name") != name:
+            continue
+        options = dict(re.findall(r"^[ \t]*:([\w-]+):[ \t]*([^\n]*)$", match.group("options"), re.MULTILINE))
+        found.append((match.group("argument").strip(), options))
+    return found
+
+
+def _bib_keys() -> list[str]:
+    return re.findall(r"^@\w+\{([^,\s]+),", (ROOT / "references.bib").read_text(encoding="utf-8"), re.MULTILINE)
+
+
+def _term_target(role_text: str) -> str:
+    """``learning rate`` or ``step sizes <learning rate>`` -> ``learning rate``, as Sphinx matches it."""
+    target = re.sub(r"(?s).*<(.+)>$", r"\1", role_text.strip())
+    return " ".join(target.split()).lower()
+
+
+def _glossary_terms() -> set[str]:
+    text = (ROOT / "glossary.md").read_text(encoding="utf-8")
+    body = text.split("```{glossary}", 1)[1].split("\n```", 1)[0]
+    # A term is an unindented line; its definition is indented below it.
+    return {line.strip().lower() for line in body.splitlines() if line.strip() and not line[0].isspace() and not line.startswith(":")}
+
+
+# --------------------------------------------------------------------------- the table of contents
+
+
+def test_every_toc_entry_exists():
+    missing = [name for name in TOC_FILES if _resolve(name) is None]
+    assert not missing, f"_toc.yml lists files that do not exist: {missing}"
+
+
+def test_every_chapter_notebook_is_in_the_toc_and_vice_versa():
+    in_toc = {_resolve(name) for name in TOC_FILES} - {None}
+    on_disk = set(NOTEBOOKS)
+    assert on_disk - in_toc == set(), f"notebooks missing from _toc.yml: {sorted(p.name for p in on_disk - in_toc)}"
+    toc_notebooks = {p for p in in_toc if p.suffix == ".ipynb"}
+    assert toc_notebooks - on_disk == set(), f"_toc.yml notebooks outside chapters/: {sorted(map(str, toc_notebooks - on_disk))}"
+    assert len(NOTEBOOKS) == 12, f"the course has 12 chapters, chapters/ holds {len(NOTEBOOKS)}"
+
+
+def test_chapters_are_in_numbered_order_in_the_toc():
+    order = [_chapter_number(p) for p in (_resolve(n) for n in TOC_FILES) if p is not None and p.parent == CHAPTER_DIR]
+    assert order == sorted(order) == list(range(1, len(order) + 1))
+
+
+def test_reference_pages_are_in_the_toc():
+    for page in ("notation", "glossary", "bibliography"):
+        assert page in TOC_FILES, f"{page}.md is not in _toc.yml"
+
+
+# --------------------------------------------------------------------------- each notebook
+
+
+@pytest.fixture(params=NOTEBOOKS, ids=lambda p: p.stem)
+def notebook(request) -> tuple[Path, dict]:
+    return request.param, _load(request.param)
+
+
+def test_notebook_is_stored_without_outputs(notebook):
+    path, nb = notebook
+    dirty = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
+    assert not dirty, f"{path.name}: cells {dirty} keep outputs or execution counts (clear them before committing)"
+    assert "widgets" not in nb.get("metadata", {}), f"{path.name}: saved widget state in the notebook metadata"
+
+
+def test_notebook_starts_with_its_title(notebook):
+    path, nb = notebook
+    first = nb["cells"][0]
+    assert first["cell_type"] == "markdown" and _source(first).lstrip().startswith("# "), (
+        f"{path.name}: the first cell is a markdown cell whose first line is the '# Title'"
+    )
+    assert nb.get("metadata", {}).get("kernelspec", {}).get("name") == "python3", f"{path.name}: kernel is not python3"
+
+
+COLAB_GUARD = re.compile(
+    r"^try:[ \t]*\n"
+    r"[ \t]+import optlib\b[^\n]*\n"
+    r"except (?:ImportError|ModuleNotFoundError)(?: as \w+)?:[ \t]*\n"
+    r"(?P<body>(?:[ \t]+[^\n]*\n?)+)",
+    re.MULTILINE,
+)
+
+
+def test_first_code_cell_installs_optlib_only_when_missing(notebook):
+    path, nb = notebook
+    cells = _code_cells(nb)
+    assert cells, f"{path.name} has no code cell"
+    first = re.sub(r"#[^\n]*", "", cells[0])
+    guard = COLAB_GUARD.search(first)
+    assert guard, f"{path.name}: the first code cell must be `try: import optlib` / `except ImportError:` + %pip install"
+    assert re.search(r"[%!]pip install[^\n]*optlib", guard.group("body")), f"{path.name}: the except branch must pip install optlib"
+    installs = sum(len(re.findall(r"pip install", re.sub(r"#[^\n]*", "", cell))) for cell in cells)
+    guarded = len(re.findall(r"pip install", guard.group("body")))
+    assert installs == guarded, f"{path.name}: `pip install` outside the first cell's ImportError guard"
+    assert "optlib.describe_device()" in first, f"{path.name}: the first code cell ends with optlib.describe_device()"
+
+
+def test_chapter_has_three_exercises_with_hidden_solutions(notebook):
+    path, nb = notebook
+    text = _markdown(nb)
+    exercises = _directives(text, "exercise")
+    solutions = _directives(text, "solution")
+    labels = [options.get("label") for _, options in exercises]
+    assert len(exercises) >= 3, f"{path.name}: {len(exercises)} exercises, at least 3 needed"
+    assert all(labels), f"{path.name}: every exercise needs a :label:"
+    assert len(set(labels)) == len(labels), f"{path.name}: duplicate exercise labels {labels}"
+    solved = {argument for argument, _ in solutions}
+    assert set(labels) <= solved, f"{path.name}: exercises without a solution: {sorted(set(labels) - solved)}"
+    assert solved <= set(labels), f"{path.name}: solutions to unknown exercises: {sorted(solved - set(labels))}"
+    shown = [argument for argument, options in solutions if "dropdown" not in options.get("class", "").split()]
+    assert not shown, f"{path.name}: solutions not hidden (add `:class: dropdown`): {shown}"
+
+
+def test_chapter_has_an_algorithm_box(notebook):
+    path, nb = notebook
+    if not 2 <= _chapter_number(path) <= 11:
+        pytest.skip("chapters 1 and 12 present no new update rule")
+    boxes = _directives(_markdown(nb), "prf:algorithm")
+    assert boxes, f"{path.name}: no ```{{prf:algorithm}} box with the update rule"
+    assert all(options.get("label") for _, options in boxes), f"{path.name}: every algorithm box needs a :label:"
+
+
+def test_chapter_cites_existing_references(notebook):
+    path, nb = notebook
+    cited = [key.strip() for group in CITE.findall(_markdown(nb)) for key in group.split(",")]
+    assert cited, f"{path.name}: cites nothing from references.bib (use {{cite:p}}`key`)"
+    unknown = sorted(set(cited) - set(_bib_keys()))
+    assert not unknown, f"{path.name}: cites keys missing from references.bib: {unknown}"
+
+
+def test_chapter_terms_are_in_the_glossary(notebook):
+    path, nb = notebook
+    terms = {_term_target(term) for term in TERM.findall(_markdown(nb))}
+    unknown = sorted(terms - _glossary_terms())
+    assert not unknown, f"{path.name}: {{term}} targets missing from glossary.md: {unknown}"
+
+
+# --------------------------------------------------------------------------- the reference pages
+
+
+PRIMARY_SOURCES = [
+    "robbins1951stochastic", "polyak1964some", "nesterov1983method", "sutskever2013importance",
+    "duchi2011adaptive", "tieleman2012lecture", "graves2013generating", "kingma2015adam",
+    "reddi2018convergence", "loshchilov2019decoupled", "dozat2016incorporating", "goh2017why",
+    "greydanus2020scaling", "karpathy2022nanogpt", "dahl2023benchmarking", "defazio2024road",
+    "xie2024adan", "bottou2018optimization", "zhang2023dive", "keskar2017large", "wilson2017marginal",
+    "goyal2017accurate", "lecun1998gradient", "mccandlish2018empirical",
+]
+
+
+def test_bibliography_has_the_primary_sources_once_each():
+    keys = _bib_keys()
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    assert not duplicates, f"references.bib defines these keys twice: {duplicates}"
+    missing = sorted(set(PRIMARY_SOURCES) - set(keys))
+    assert not missing, f"references.bib lacks {missing}"
+    entries = re.split(r"^@", (ROOT / "references.bib").read_text(encoding="utf-8"), flags=re.MULTILINE)[1:]
+    for entry in entries:
+        key = entry.split("{", 1)[1].split(",", 1)[0]
+        for field in ("author", "title", "year"):
+            assert re.search(rf"^\s*{field}\s*=", entry, re.MULTILINE), f"{key} has no {field}"
+
+
+def test_glossary_terms_have_a_ukrainian_equivalent():
+    text = (ROOT / "glossary.md").read_text(encoding="utf-8")
+    body = text.split("```{glossary}", 1)[1].split("\n```", 1)[0]
+    entries = re.split(r"\n(?=\S)", body.strip())
+    entries = [entry for entry in entries if not entry.startswith(":")]
+    assert len(entries) >= 35, f"the glossary has {len(entries)} terms"
+    for entry in entries:
+        term, _, definition = entry.partition("\n")
+        assert re.match(r"\s+\*\*uk:\*\* [^\n]*[а-щьюяєіїґ]", definition, re.IGNORECASE), f"{term!r} has no **uk:** line in Ukrainian"
+
+
+def test_glossary_cross_references_resolve():
+    text = (ROOT / "glossary.md").read_text(encoding="utf-8")
+    terms = {_term_target(term) for term in TERM.findall(text)}
+    assert terms <= _glossary_terms(), f"glossary.md links to undefined terms: {sorted(terms - _glossary_terms())}"
