@@ -16,6 +16,11 @@ bash scripts/install_browser.sh || echo "Chromium could not be installed: the br
 # optlib's sliders show only their precomputed players: no ipywidgets view,
 # whose JavaScript myst-nb would load from a CDN (see optlib/widgets.py).
 export OPTLIB_STATIC=1
+# The course's models are small: a second thread per kernel buys nothing and,
+# when pytest and a notebook kernel run at once, oversubscribes the cores
+# (measured 30-50x slower training on a loaded 2-core machine). One thread also
+# keeps float reductions in one order, so reruns give the same numbers.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 
 # Warnings are errors (-W, -n): a broken reference, citation or notebook fails here.
 # Start from an empty _build/html: pages of removed files must not linger.
