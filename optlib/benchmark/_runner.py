@@ -1,0 +1,227 @@
+"""Fair tuning and seeded reruns: the same learning-rate budget for every optimizer."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Sequence
+
+import torch
+
+from ._optimizers import OptimizerSpec, available_optimizers
+from ._problems import PROBLEMS, BenchmarkProblem
+from ._stats import ALPHA, mean_std, mark_significance
+
+__all__ = ["SIZE_SETTINGS", "SEARCH_SEED", "lr_grid", "select_lr", "tune", "rerun", "summarize_problem",
+           "run_benchmark"]
+
+# Per size: grid points, the decades they span (centred on each optimizer's
+# default), and how many seeds rerun the selected learning rate.
+SIZE_SETTINGS = {
+    "tiny": {"grid_points": 3, "grid_decades": 2.0, "seeds": 2},
+    "quick": {"grid_points": 5, "grid_decades": 4.0, "seeds": 5},
+    "full": {"grid_points": 9, "grid_decades": 4.0, "seeds": 10},
+}
+
+# The search uses one seed; the reruns use seeds 1..N, never this one, so the
+# selected run's lucky draw is not counted again in the reported numbers.
+SEARCH_SEED = 0
+
+# Where on the budget the target loss is read: see summarize_problem.
+TARGET_FRACTION = 0.5
+
+
+def lr_grid(default_lr: float, points: int, decades: float) -> list[float]:
+    """``points`` learning rates, log-spaced over ``decades`` decades centred on ``default_lr``."""
+    if not (isinstance(default_lr, (int, float)) and math.isfinite(default_lr) and default_lr > 0):
+        raise ValueError(f"Invalid default_lr: {default_lr!r}; default_lr must be a finite number > 0")
+    if not isinstance(points, int) or isinstance(points, bool) or points < 1:
+        raise ValueError(f"Invalid points: {points!r}; points must be an integer >= 1")
+    if not (isinstance(decades, (int, float)) and math.isfinite(decades) and decades >= 0):
+        raise ValueError(f"Invalid decades: {decades!r}; decades must be a finite number >= 0")
+    if points == 1:
+        return [float(default_lr)]
+    centre = math.log10(default_lr)
+    return [10 ** (centre - decades / 2 + decades * i / (points - 1)) for i in range(points)]
+
+
+def _score(record: dict) -> float:
+    loss = record["final"]["val_loss"]
+    return math.inf if record["diverged"] or not math.isfinite(loss) else float(loss)
+
+
+def select_lr(search: Sequence[dict]) -> float:
+    """The learning rate with the lowest final validation loss.
+
+    A diverged run (or a non-finite loss) scores ``+inf``; ties go to the smaller
+    learning rate, the safer choice. If every point diverged the smallest is
+    returned, and the reruns will show the divergence.
+    """
+    if not search:
+        raise ValueError("Invalid search: empty; search must hold at least one run")
+    return min(search, key=lambda r: (_score(r), r["lr"]))["lr"]
+
+
+def tune(problem: BenchmarkProblem, spec: OptimizerSpec, size: str, grid: Sequence[float],
+         seed: int = SEARCH_SEED, progress=None) -> tuple[float, list[dict]]:
+    """Run every grid point once with ``seed``; return the selected lr and the search records."""
+    search = []
+    for lr in grid:
+        record = problem.run(size, spec, lr, seed)
+        search.append({"lr": lr, "seed": seed, "diverged": record["diverged"], "final": record["final"],
+                       "wall_time": record["wall_time"]})
+        if progress is not None:
+            progress.update(1)
+    return select_lr(search), search
+
+
+def rerun(problem: BenchmarkProblem, spec: OptimizerSpec, size: str, lr: float, seeds: Sequence[int],
+          progress=None) -> list[dict]:
+    """Train with ``lr`` once per seed; seeds must be distinct."""
+    seeds = [int(s) for s in seeds]
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ValueError(f"Invalid seeds: {seeds!r}; seeds must be distinct and non-empty")
+    runs = []
+    for seed in seeds:
+        runs.append(problem.run(size, spec, lr, seed))
+        if progress is not None:
+            progress.update(1)
+    return runs
+
+
+def _first_reach(run: dict, target: float) -> tuple[int | None, float | None]:
+    for step, loss, t in zip(run["curves"]["step"], run["curves"]["val_loss"], run["curves"]["time"]):
+        if loss <= target:
+            return step, t
+    return None, None
+
+
+def _mean_curve_at(runs: list[dict], fraction: float) -> float:
+    """Mean val loss over seeds at the evaluation nearest ``fraction`` of the budget."""
+    values = []
+    for run in runs:
+        steps, losses = run["curves"]["step"], run["curves"]["val_loss"]
+        if run["diverged"] or not steps or steps[-1] < run["steps"]:
+            return math.inf
+        goal = fraction * run["steps"]
+        i = min(range(len(steps)), key=lambda j: (abs(steps[j] - goal), steps[j]))
+        values.append(losses[i])
+    return sum(values) / len(values)
+
+
+def summarize_problem(results: dict[str, dict], alpha: float = ALPHA) -> dict:
+    """Target, per-optimizer summary and significance marks for one problem.
+
+    Target loss: for each optimizer, the seed-mean validation loss at 50% of the
+    step budget; the target is the median of these over the optimizers. It is a
+    loss the typical tuned optimizer reaches halfway, so "steps to target"
+    separates the fast from the slow without being out of everyone's reach.
+    """
+    halfway = [_mean_curve_at(r["runs"], TARGET_FRACTION) for r in results.values()]
+    target = statistics.median(halfway) if halfway else math.nan
+    finals = {name: [run["final"]["val_loss"] for run in r["runs"]] for name, r in results.items()}
+    marks = mark_significance(finals, alpha) if finals else {}
+    summary = {}
+    for name, r in results.items():
+        runs = r["runs"]
+        reached = [_first_reach(run, target) for run in runs]
+        steps_hit = [s for s, _ in reached if s is not None]
+        times_hit = [t for _, t in reached if t is not None]
+        row = {"lr": r["lr"], "n_seeds": len(runs), "n_diverged": sum(run["diverged"] for run in runs),
+               "reached_target": len(steps_hit), **marks[name]}
+        for key in ("val_loss", "train_loss", "val_accuracy"):
+            row[key] = mean_std([run["final"][key] for run in runs])
+        row["wall_time"] = mean_std([run["wall_time"] for run in runs])
+        row["steps_to_target"] = mean_std(steps_hit) if steps_hit else (math.nan, math.nan)
+        row["time_to_target"] = mean_std(times_hit) if times_hit else (math.nan, math.nan)
+        summary[name] = row
+    return {"target": {"val_loss": target, "rule": f"median over optimizers of the seed-mean validation loss "
+                       f"at {TARGET_FRACTION:.0%} of the step budget"}, "optimizers": summary, "alpha": alpha}
+
+
+def run_benchmark(size: str, problems: Sequence[str] | None = None, optimizers: Sequence[str] | None = None,
+                  seeds: int | None = None, progress: bool = True, verbose: bool = True) -> dict:
+    """Tune and rerun every optimizer on every problem; the payload that is saved as JSON."""
+    if size not in SIZE_SETTINGS:
+        raise ValueError(f"Invalid size: {size!r}; size must be one of {', '.join(SIZE_SETTINGS)}")
+    problems = list(PROBLEMS) if problems is None else list(problems)
+    unknown = [p for p in problems if p not in PROBLEMS]
+    if unknown or not problems:
+        raise ValueError(f"Invalid problems: {unknown or problems!r}; choose from {', '.join(PROBLEMS)}")
+    settings = dict(SIZE_SETTINGS[size])
+    if seeds is not None:
+        if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 2:
+            raise ValueError(f"Invalid seeds: {seeds!r}; seeds must be an integer >= 2 (a t-test needs two)")
+        settings["seeds"] = seeds
+    specs, skipped = available_optimizers(optimizers, verbose=verbose)
+    rerun_seeds = list(range(SEARCH_SEED + 1, SEARCH_SEED + 1 + settings["seeds"]))
+    grids = {s.name: lr_grid(s.default_lr, settings["grid_points"], settings["grid_decades"]) for s in specs}
+
+    from optlib.device import pick_device
+
+    device = pick_device()
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        # These models are far too small to gain from intra-op threads; on a shared
+        # 2-core machine extra threads only contend, making runs ~5x slower and
+        # their timings noisy. One thread keeps "seconds to target" meaningful.
+        torch.set_num_threads(1)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        out_problems, wall = _run_problems(problems, specs, size, settings, grids, rerun_seeds, progress)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+    return {
+        "size": size,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": str(device), "device_name": _device_name(device),
+        "torch": torch.__version__, "python": platform.python_version(),
+        "threads": 1 if device.type == "cpu" else threads,
+        "search_seed": SEARCH_SEED, "seeds": rerun_seeds,
+        "grid": {"points": settings["grid_points"], "decades": settings["grid_decades"],
+                 "centre": {s.name: s.default_lr for s in specs}, "lrs": grids},
+        "tuning": "learning rate only, on the grid above, one run each with the search seed; the lowest "
+                  "final validation loss wins (diverged = +inf, ties -> smaller lr); every other "
+                  "hyperparameter at its default; constant learning rate (no schedule).",
+        "optimizers": {s.name: {"source": s.source, "class": s.attr, "kwargs": s.kwargs, "note": s.note}
+                       for s in specs},
+        "skipped": skipped,
+        "significance": f"Welch t-test on the final validation loss vs the best optimizer, p < {ALPHA}",
+        "problems": out_problems,
+        "wall_time": wall,
+    }
+
+
+def _device_name(device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def _run_problems(problems, specs, size, settings, grids, rerun_seeds, progress):
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    out_problems = {}
+    for pname in problems:
+        problem = PROBLEMS[pname]
+        total = len(specs) * (settings["grid_points"] + settings["seeds"])
+        bar = tqdm(total=total, desc=f"{pname} ({size})", disable=not progress, leave=True)
+        results = {}
+        for spec in specs:
+            bar.set_postfix_str(spec.name)
+            lr, search = tune(problem, spec, size, grids[spec.name], progress=bar)
+            runs = rerun(problem, spec, size, lr, rerun_seeds, progress=bar)
+            results[spec.name] = {"lr": lr, "grid": grids[spec.name], "search": search, "runs": runs}
+        bar.close()
+        out_problems[pname] = {"title": problem.title, "config": problem.config(size),
+                               "loss_name": problem.loss_name, "has_accuracy": problem.has_accuracy,
+                               "reference": problem.reference, "results": results,
+                               "summary": summarize_problem(results)}
+    return out_problems, time.perf_counter() - started
