@@ -139,6 +139,33 @@ def test_summarize_problem_target_is_the_median_halfway_loss():
     assert rows["B"]["best"] and rows["A"]["distinguishable"] and rows["C"]["distinguishable"]
 
 
+def test_log_scale_separates_losses_that_span_orders_of_magnitude():
+    def run(loss):
+        return {"diverged": False, "steps": 10, "wall_time": 1.0,
+                "final": {"val_loss": loss, "train_loss": loss, "val_accuracy": math.nan},
+                "curves": {"step": [10], "val_loss": [loss], "time": [1.0]}}
+
+    # The quick benchmark's quadratic in miniature: "tight" ends near 1e-15 on every seed, "wild"
+    # anywhere from 1e-14 to 4e-10. On the raw scale the one 4e-10 seed inflates wild's standard
+    # deviation so much that a 10^4-fold worse typical run is "not distinguishable"; on the log
+    # scale, where these losses live, it is.
+    results = {
+        "tight": {"lr": 0.1, "runs": [run(v) for v in (1.0e-15, 1.2e-15, 0.9e-15, 1.1e-15, 1.0e-15)]},
+        "wild": {"lr": 0.1, "runs": [run(v) for v in (1e-14, 1e-13, 1e-12, 1e-11, 4e-10)]},
+    }
+    raw = bm.summarize_problem(results)["optimizers"]
+    logged = bm.summarize_problem(results, log_scale=True)["optimizers"]
+    assert raw["tight"]["best"] and not raw["wild"]["distinguishable"]
+    assert logged["tight"]["best"] and logged["wild"]["distinguishable"]
+    # Reported means stay in the loss's own units.
+    assert logged["tight"]["val_loss"] == raw["tight"]["val_loss"]
+
+
+def test_test_functions_compare_log_losses():
+    assert bm.PROBLEMS["quadratic"].log_scale and bm.PROBLEMS["rosenbrock"].log_scale
+    assert not bm.PROBLEMS["digits_mlp"].log_scale
+
+
 # ----------------------------------------------------------------------------- statistics
 
 

@@ -236,9 +236,10 @@ def _restore(payload: dict) -> dict:
     The summaries are then recomputed from the runs, so they carry the same
     infinities and NaNs as the ones printed when the benchmark ran.
     """
+    from ._problems import PROBLEMS
     from ._runner import summarize_problem
 
-    for p in payload["problems"].values():
+    for name, p in payload["problems"].items():
         for r in p["results"].values():
             for record in [*r["runs"], *r["search"]]:
                 record["final"] = _nan(record["final"])
@@ -246,5 +247,7 @@ def _restore(payload: dict) -> dict:
                     record["final"]["val_loss"] = record["final"]["train_loss"] = math.inf
             for run in r["runs"]:
                 run["curves"] = _nan(run["curves"])
-        p["summary"] = summarize_problem(p["results"], p["summary"].get("alpha") or 0.05)
+        # Files saved before problems carried log_scale take it from the registry.
+        log_scale = p.get("log_scale", name in PROBLEMS and PROBLEMS[name].log_scale)
+        p["summary"] = summarize_problem(p["results"], p["summary"].get("alpha") or 0.05, log_scale=log_scale)
     return payload

@@ -113,8 +113,12 @@ def _mean_curve_at(runs: list[dict], fraction: float) -> float:
     return sum(values) / len(values)
 
 
-def summarize_problem(results: dict[str, dict], alpha: float = ALPHA) -> dict:
+def summarize_problem(results: dict[str, dict], alpha: float = ALPHA, log_scale: bool = False) -> dict:
     """Target, per-optimizer summary and significance marks for one problem.
+
+    With ``log_scale`` the significance test (and so the choice of "best") runs
+    on log10 of the final validation losses; the reported means stay in the
+    loss's own units.
 
     Target loss: for each optimizer, the seed-mean validation loss at 50% of the
     step budget; the target is the median of these over the optimizers. It is a
@@ -124,6 +128,9 @@ def summarize_problem(results: dict[str, dict], alpha: float = ALPHA) -> dict:
     halfway = [_mean_curve_at(r["runs"], TARGET_FRACTION) for r in results.values()]
     target = statistics.median(halfway) if halfway else math.nan
     finals = {name: [run["final"]["val_loss"] for run in r["runs"]] for name, r in results.items()}
+    if log_scale:
+        # 1e-300 stands in for an exact zero, which log10 cannot take.
+        finals = {name: [math.log10(max(v, 1e-300)) for v in values] for name, values in finals.items()}
     marks = mark_significance(finals, alpha) if finals else {}
     summary = {}
     for name, r in results.items():
@@ -139,7 +146,7 @@ def summarize_problem(results: dict[str, dict], alpha: float = ALPHA) -> dict:
         row["steps_to_target"] = mean_std(steps_hit) if steps_hit else (math.nan, math.nan)
         row["time_to_target"] = mean_std(times_hit) if times_hit else (math.nan, math.nan)
         summary[name] = row
-    return {"target": {"val_loss": target, "rule": f"median over optimizers of the seed-mean validation loss "
+    return {"log_scale": log_scale, "target": {"val_loss": target, "rule": f"median over optimizers of the seed-mean validation loss "
                        f"at {TARGET_FRACTION:.0%} of the step budget"}, "optimizers": summary, "alpha": alpha}
 
 
@@ -223,5 +230,6 @@ def _run_problems(problems, specs, size, settings, grids, rerun_seeds, progress)
         out_problems[pname] = {"title": problem.title, "config": problem.config(size),
                                "loss_name": problem.loss_name, "has_accuracy": problem.has_accuracy,
                                "reference": problem.reference, "results": results,
-                               "summary": summarize_problem(results)}
+                               "log_scale": problem.log_scale,
+                               "summary": summarize_problem(results, log_scale=problem.log_scale)}
     return out_problems, time.perf_counter() - started
