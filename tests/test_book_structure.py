@@ -196,6 +196,34 @@ def test_chapter_has_three_exercises_with_hidden_solutions(notebook):
     assert not shown, f"{path.name}: solutions not hidden (add `:class: dropdown`): {shown}"
 
 
+def _directives_closed_by_inner_code(text: str) -> list[str]:
+    """Directives fenced with ``` that contain a fenced code block.
+
+    The code block's closing ``` ends the directive early in MyST, and the
+    directive's own closing fence then opens a code block that swallows what
+    follows (the next exercise, say). Such directives need a longer outer fence.
+    """
+    broken, lines, i = [], text.split("\n"), 0
+    while i < len(lines):
+        opening = re.match(r"^```\{([\w:-]+)\}[ \t]*(.*)$", lines[i])
+        i += 1
+        if not opening:
+            continue
+        while i < len(lines) and not re.match(r"^```\s*$", lines[i]):
+            if re.match(r"^```[\w+-]+\s*$", lines[i]):
+                broken.append(f"{opening.group(1)} {opening.group(2)}".strip())
+                break
+            i += 1
+        i += 1
+    return broken
+
+
+def test_directives_with_code_inside_use_a_longer_fence(notebook):
+    path, nb = notebook
+    broken = _directives_closed_by_inner_code(_markdown(nb))
+    assert not broken, f"{path.name}: open these with ```` (4 backticks), they contain fenced code: {broken}"
+
+
 def test_chapter_has_an_algorithm_box(notebook):
     path, nb = notebook
     if not 2 <= _chapter_number(path) <= 11:
