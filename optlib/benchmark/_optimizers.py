@@ -47,20 +47,11 @@ class OptimizerSpec:
 
 
 def _optlib_class(attr: str) -> type[torch.optim.Optimizer]:
-    try:
-        module = importlib.import_module("optlib.optim")
-        return getattr(module, attr)
-    except (ImportError, AttributeError):
-        # TEMPORARY adapter while optlib.optim is being written: its classes follow
-        # torch.optim's trajectories, so torch's stand in. Delete once it is complete.
-        if attr == "NesterovAdamW":
-            return _nadamw
-        return getattr(torch.optim, attr)
+    # No fallback to torch.optim: a benchmark of optlib must fail loudly, not
+    # quietly measure something else, when optlib.optim cannot be imported.
+    from optlib import optim
 
-
-def _nadamw(params, lr=1e-3, **kwargs):  # TEMPORARY, see _optlib_class
-    kwargs.setdefault("weight_decay", 1e-2)
-    return torch.optim.NAdam(params, lr=lr, decoupled_weight_decay=True, **kwargs)
+    return getattr(optim, attr)
 
 
 # Grids are centred on each method's conventional learning rate. SGD with

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import math
 
+from optlib.plotting import optimizer_color
+
+from ._optimizers import OPTIMIZERS
+
 __all__ = ["BenchmarkResult", "load_benchmark", "format_table", "result_name"]
+
+# plot_summary's colours saturate at this ratio to the best final loss.
+SUMMARY_COLOUR_CAP = 10.0
 
 
 def result_name(size: str) -> str:
@@ -99,7 +106,11 @@ class BenchmarkResult:
             steps, mean, std = self.curves(problem, name, metric)
             if not len(steps):
                 continue
-            (line,) = ax.plot(steps, mean, label=f"{name} (lr {p['results'][name]['lr']:.2g})")
+            # The course's colour for each optimizer, so every chapter's plots agree; peers dashed.
+            spec = OPTIMIZERS.get(name)
+            style = "--" if spec is not None and spec.is_peer else "-"
+            (line,) = ax.plot(steps, mean, style, color=optimizer_color(name),
+                              label=f"{name} (lr {p['results'][name]['lr']:.2g})")
             ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
         if metric != "val_accuracy":
             ax.set_yscale("log")
@@ -150,8 +161,12 @@ class BenchmarkResult:
         ax = ax if ax is not None else plt.subplots(figsize=(1 + 0.8 * len(names), 1 + 0.6 * len(problems)))[1]
         shown = np.where(np.isfinite(mat), mat, np.nan)
         finite = shown[np.isfinite(shown)]
-        vmax = max(float(finite.max()) if finite.size else 2.0, 1.01)
-        im = ax.imshow(shown, cmap="viridis_r", norm=LogNorm(vmin=1.0, vmax=vmax), aspect="auto")
+        # Ratios on the test functions reach 1e15 while the networks differ by a few
+        # per cent: one scale up to the largest ratio would paint every network row
+        # alike. Colours saturate at 10x the best; each cell prints its real ratio.
+        largest = float(finite.max()) if finite.size else 2.0
+        vmax = min(max(largest, 1.01), SUMMARY_COLOUR_CAP)
+        im = ax.imshow(shown, cmap="viridis_r", norm=LogNorm(vmin=1.0, vmax=vmax, clip=True), aspect="auto")
         for i, p in enumerate(problems):
             summary = self._problem(p)["summary"]["optimizers"]
             for j, n in enumerate(names):
@@ -161,12 +176,15 @@ class BenchmarkResult:
                 text = "div" if not math.isfinite(mat[i, j]) else f"{mat[i, j]:.2g}"
                 if s["best"] or not s["distinguishable"]:
                     text = ("best" if s["best"] else "≈") + "\n" + text
-                ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if s["best"] else "black")
+                # Light text on the dark (far from best) end of viridis_r, dark text on the light end.
+                dark_cell = not math.isfinite(mat[i, j]) or mat[i, j] > math.sqrt(vmax)
+                ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if dark_cell else "black")
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
         ax.set_yticks(range(len(problems)), problems)
         ax.set(xlabel="optimizer", ylabel="problem",
                title=f"Final validation loss / best on each problem ({self.size} size; ≈: not distinguishable)")
-        ax.figure.colorbar(im, ax=ax, label="final val loss relative to the best (log scale)")
+        ax.figure.colorbar(im, ax=ax, extend="max" if largest > vmax else "neither",
+                           label=f"val loss / best (colours capped at {SUMMARY_COLOUR_CAP:g}x)")
         return ax
 
     def __repr__(self) -> str:

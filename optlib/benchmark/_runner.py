@@ -196,7 +196,9 @@ def run_benchmark(size: str, problems: Sequence[str] | None = None, optimizers: 
         "tuning": "learning rate only, on the grid above, one run each with the search seed; the lowest "
                   "final validation loss wins (diverged = +inf, ties -> smaller lr); every other "
                   "hyperparameter at its default; constant learning rate (no schedule).",
-        "optimizers": {s.name: {"source": s.source, "class": s.attr, "kwargs": s.kwargs, "note": s.note}
+        "optimizers": {s.name: {"source": s.source, "class": s.attr, "kwargs": s.kwargs, "note": s.note,
+                               # The class that actually ran, so a reader can check the JSON against the code.
+                               "loaded": f"{s.load_class().__module__}.{s.load_class().__qualname__}"}
                        for s in specs},
         "skipped": skipped,
         "significance": f"Welch t-test on the final validation loss vs the best optimizer, p < {ALPHA}",
