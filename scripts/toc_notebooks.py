@@ -24,8 +24,12 @@ def toc_notebooks():
     paths = []
     for name in toc_files(toc):
         path = ROOT / name
-        path = path if path.suffix else path.with_suffix(".ipynb")
+        if not path.suffix:
+            # A toc entry names a file without its suffix: a notebook or a Markdown page.
+            path = next((path.with_suffix(s) for s in (".ipynb", ".md") if path.with_suffix(s).is_file()), path)
         if path.suffix == ".ipynb":
+            if not path.is_file():
+                raise SystemExit(f"_toc.yml lists {name}, but {path.relative_to(ROOT)} does not exist")
             paths.append(path.relative_to(ROOT).as_posix())
     return paths
 
