@@ -6,8 +6,8 @@
 For each optimizer it times torch.optim with the per-parameter loop
 (foreach=False) and with the multi-tensor path (foreach=True), and optlib's two
 paths, and prints the medians with optlib/torch ratios. NesterovAdamW has no
-torch.optim twin; torch.optim.AdamW is its reference cost (it does one more
-lerp per step).
+torch.optim twin; torch.optim.AdamW is its reference cost (its multi-tensor
+path does one more in-place addcdiv per step, its loop one more lerp).
 
 The parameters have the shapes of a small transformer (embedding, attention and
 MLP matrices, biases, layer-norm vectors), because the number and sizes of the

@@ -20,10 +20,13 @@ import copy
 import io
 from typing import Callable, Iterable, Sequence
 
+import pytest
 import torch
 from torch import Tensor
 
 __all__ = [
+    "PATHS",
+    "DTYPES",
     "PARAM_NAMES",
     "NO_GRAD_PARAM",
     "SOMETIMES_NO_GRAD_PARAM",
@@ -39,6 +42,10 @@ __all__ = [
     "assert_state_dict_roundtrip",
     "assert_state_dict_interop",
 ]
+
+# The parametrizations every optimizer's tests share, so test ids read alike ([...-float32-loop]).
+PATHS = pytest.mark.parametrize("foreach", [False, True], ids=["loop", "foreach"])
+DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 
 # Names of the tensors make_params returns, in order, so failures say which tensor broke.
 PARAM_NAMES = (

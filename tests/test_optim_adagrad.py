@@ -5,6 +5,8 @@ import torch
 
 from optlib.optim import Adagrad
 from optim_harness import (
+    DTYPES,
+    PATHS,
     assert_foreach_matches_single,
     assert_matches_torch,
     assert_state_dict_interop,
@@ -16,8 +18,6 @@ from optim_harness import (
 
 torch.set_num_threads(1)
 
-DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
-PATHS = pytest.mark.parametrize("foreach", [False, True], ids=["loop", "foreach"])
 
 # eps is large in some options so that moving it (inside/outside the root) is visible.
 OPTIONS = {
@@ -201,13 +201,3 @@ def test_first_step_is_sign_times_lr():
     p.grad = torch.tensor([4.0, -0.01, 1e3])
     opt.step()
     torch.testing.assert_close(p.detach(), torch.tensor([-0.5, 0.5, -0.5]))
-
-
-@PATHS
-def test_nan_gradient_propagates_into_parameters(foreach):
-    p = torch.ones(3, requires_grad=True)
-    opt = Adagrad([p], lr=0.1, foreach=foreach)
-    p.grad = torch.tensor([1.0, float("nan"), 1.0])
-    opt.step()
-    assert torch.isnan(p[1]) and torch.isnan(opt.state[p]["sum"][1]) and torch.isfinite(p[0])
-

@@ -14,6 +14,7 @@ import torch
 import optlib
 from optim_harness import (
     NO_GRAD_PARAM,
+    PATHS,
     assert_foreach_matches_single,
     assert_matches_torch,
     assert_state_dict_roundtrip,
@@ -26,7 +27,6 @@ torch.set_num_threads(1)
 
 NAMES = ["SGD", "GradientDescent", "Adagrad", "RMSprop", "Adam", "AdamW", "NAdam", "NesterovAdamW"]
 CLASSES = pytest.mark.parametrize("name", NAMES)
-PATHS = pytest.mark.parametrize("foreach", [False, True], ids=["loop", "foreach"])
 
 # A setting per optimizer that makes every part of its update do something.
 ACTIVE = {
@@ -52,6 +52,11 @@ BETAS_CASES = [
     (dict(betas=0.9), "betas"),
 ]
 NEG = -1e-3
+# Values near the defaults of the Adam family, and the malformed betas each class was first tested with.
+ADAM_FAMILY_CASES = [
+    (dict(lr=-1e-3), "lr"), (dict(eps=-1e-8), "eps"), (dict(weight_decay=-0.1), "weight_decay"),
+    (dict(betas=(0.9, -0.1)), r"betas\[1\]"), (dict(betas=(0.9,)), "betas"),
+]
 BAD_ARGUMENTS = {
     "SGD": LR_CASES + [
         (dict(momentum=-0.1), "momentum"), (dict(momentum=1.0), "momentum"), (dict(momentum=NAN), "momentum"),
@@ -70,24 +75,37 @@ BAD_ARGUMENTS = {
         (dict(weight_decay=NEG), "weight_decay"), (dict(momentum=-0.1), "momentum"), (dict(momentum=1.0), "momentum"),
         (dict(capturable=True), "capturable"), (dict(differentiable=True), "differentiable"),
     ],
-    "Adam": LR_CASES + BETAS_CASES + [
+    "Adam": LR_CASES + BETAS_CASES + ADAM_FAMILY_CASES + [
         (dict(eps=NEG), "eps"), (dict(weight_decay=NEG), "weight_decay"), (dict(capturable=True), "capturable"),
         (dict(differentiable=True), "differentiable"), (dict(fused=True), "fused"),
     ],
-    "NAdam": LR_CASES + BETAS_CASES + [
+    "NAdam": LR_CASES + BETAS_CASES + ADAM_FAMILY_CASES + [
         (dict(eps=NEG), "eps"), (dict(weight_decay=NEG), "weight_decay"), (dict(momentum_decay=NEG), "momentum_decay"),
-        (dict(capturable=True), "capturable"), (dict(differentiable=True), "differentiable"),
+        (dict(momentum_decay=-4e-3), "momentum_decay"), (dict(momentum_decay=NAN), "momentum_decay"),
+        (dict(betas=(0.9, -0.5)), r"betas\[1\]"), (dict(capturable=True), "capturable"),
+        (dict(differentiable=True), "differentiable"),
     ],
-    "NesterovAdamW": LR_CASES + BETAS_CASES + [(dict(eps=NEG), "eps"), (dict(weight_decay=NEG), "weight_decay")],
+    "NesterovAdamW": LR_CASES + BETAS_CASES + ADAM_FAMILY_CASES + [
+        (dict(eps=NEG), "eps"), (dict(weight_decay=NEG), "weight_decay"),
+    ],
 }
 BAD_ARGUMENTS["GradientDescent"] = BAD_ARGUMENTS["SGD"]
-BAD_ARGUMENTS["AdamW"] = BAD_ARGUMENTS["Adam"]
-
-BAD_CASES = [
-    pytest.param(name, kwargs, argument, id=f"{name}-{'-'.join(f'{k}={v!r}' for k, v in kwargs.items())}")
-    for name, cases in BAD_ARGUMENTS.items()
-    for kwargs, argument in cases
+BAD_ARGUMENTS["AdamW"] = BAD_ARGUMENTS["Adam"] + [
+    (dict(betas=(0.9, 1.5)), r"betas\[1\]"), (dict(weight_decay=INF), "weight_decay"),
 ]
+
+
+def _bad_cases():
+    seen = set()
+    for name, cases in BAD_ARGUMENTS.items():
+        for kwargs, argument in cases:
+            case_id = f"{name}-{'-'.join(f'{k}={v!r}' for k, v in kwargs.items())}"
+            if case_id not in seen:  # a case listed twice (e.g. lr=nan) runs once
+                seen.add(case_id)
+                yield pytest.param(name, kwargs, argument, id=case_id)
+
+
+BAD_CASES = list(_bad_cases())
 
 
 @pytest.mark.parametrize("name,kwargs,argument", BAD_CASES)
@@ -157,13 +175,38 @@ def test_state_dict_roundtrip_with_groups(name):
     assert_state_dict_roundtrip(getattr(optlib, name), ACTIVE[name], steps=20, groups=groups, via_bytes=True)
 
 
-@CLASSES
-def test_non_finite_gradient_is_not_skipped(name):
-    p = torch.ones(3, requires_grad=True)
-    opt = getattr(optlib, name)([p], **ACTIVE[name])
-    p.grad = torch.tensor([1.0, NAN, 1.0])
+# (setting, keyword arguments, gradient, the state entry the non-finite value must reach too)
+NON_FINITE = {name: [("active", ACTIVE[name], [1.0, NAN, 1.0], None)] for name in NAMES}
+NON_FINITE["SGD"].append(("momentum", dict(lr=0.1, momentum=0.9), [1.0, NAN, 1.0], None))
+NON_FINITE["Adagrad"].append(("plain", dict(lr=0.1), [1.0, NAN, 1.0], "sum"))
+NON_FINITE["RMSprop"].append(("plain", dict(lr=0.1), [1.0, NAN, 1.0], "square_avg"))
+NON_FINITE["Adam"].append(("default", dict(), [1.0, NAN, 1.0], None))
+NON_FINITE["AdamW"].append(("default_inf", dict(), [INF, 1.0], None))
+NON_FINITE["NAdam"].append(("default", dict(), [NAN, 1.0], None))
+NON_FINITE["NesterovAdamW"].append(("default", dict(), [NAN, 1.0], None))
+NON_FINITE_CASES = [
+    pytest.param(name, kwargs, grad, key, id=f"{name}-{setting}")
+    for name, cases in NON_FINITE.items()
+    for setting, kwargs, grad, key in cases
+]
+
+
+@PATHS
+@pytest.mark.parametrize("name,kwargs,grad,state_key", NON_FINITE_CASES)
+def test_non_finite_gradient_is_not_skipped(name, kwargs, grad, state_key, foreach):
+    p = torch.ones(len(grad), requires_grad=True)
+    opt = getattr(optlib, name)([p], foreach=foreach, **kwargs)
+    p.grad = torch.tensor(grad)
     opt.step()
-    assert math.isnan(p[1].item()) and math.isfinite(p[0].item())
+    for i, g in enumerate(grad):
+        if math.isfinite(g):
+            assert math.isfinite(p[i].item()), f"coordinate {i} with a finite gradient became {p[i].item()}"
+        else:
+            assert not math.isfinite(p[i].item())
+            if math.isnan(g):
+                assert math.isnan(p[i].item())
+            if state_key is not None:
+                assert math.isnan(opt.state[p][state_key][i].item())
 
 
 def _has_momentum_or_betas(optimizer) -> bool:

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from optim_harness import (
+    DTYPES,
+    PATHS,
     assert_foreach_matches_single,
     assert_matches_torch,
     assert_state_dict_interop,
@@ -37,11 +39,10 @@ GROUPS = [
     {"lr": 1e-3, "momentum_decay": 0.01, "eps": 1e-6},
     {"lr": 5e-3, "weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True},
 ]
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-@pytest.mark.parametrize("foreach", [False, True], ids=["loop", "foreach"])
-@pytest.mark.parametrize("dtype", DTYPES.values(), ids=DTYPES.keys())
+@PATHS
+@DTYPES
 @pytest.mark.parametrize("kwargs", OPTIONS.values(), ids=OPTIONS.keys())
 def test_matches_torch(kwargs, dtype, foreach):
     # optlib's foreach path divides v by 1 - β2^t before the square root, as torch's
@@ -49,7 +50,7 @@ def test_matches_torch(kwargs, dtype, foreach):
     assert_matches_torch(NAdam, torch.optim.NAdam, kwargs, dtype=dtype, foreach=foreach, torch_foreach=False)
 
 
-@pytest.mark.parametrize("foreach", [False, True], ids=["loop", "foreach"])
+@PATHS
 def test_param_groups_match_torch(foreach):
     assert_matches_torch(NAdam, torch.optim.NAdam, {}, groups=GROUPS, foreach=foreach, torch_foreach=False)
 
@@ -108,43 +109,9 @@ SCHEDULERS = {
 }
 
 
-@pytest.mark.parametrize("foreach", [False, True], ids=["loop", "foreach"])
+@PATHS
 @pytest.mark.parametrize("scheduler", SCHEDULERS.values(), ids=SCHEDULERS.keys())
 def test_lr_schedulers_match_torch(scheduler, foreach):
     assert_matches_torch(
         NAdam, torch.optim.NAdam, {"weight_decay": 0.1}, scheduler=scheduler, foreach=foreach, torch_foreach=False
     )
-
-
-BAD_ARGUMENTS = {
-    "negative lr": ({"lr": -1e-3}, "lr"),
-    "nan lr": ({"lr": math.nan}, "lr"),
-    "beta1 = 1": ({"betas": (1.0, 0.999)}, r"betas\[0\]"),
-    "negative beta2": ({"betas": (0.9, -0.5)}, r"betas\[1\]"),
-    "negative eps": ({"eps": -1e-8}, "eps"),
-    "negative weight_decay": ({"weight_decay": -0.1}, "weight_decay"),
-    "negative momentum_decay": ({"momentum_decay": -4e-3}, "momentum_decay"),
-    "nan momentum_decay": ({"momentum_decay": math.nan}, "momentum_decay"),
-    "capturable": ({"capturable": True}, "capturable"),
-    "differentiable": ({"differentiable": True}, "differentiable"),
-}
-
-
-@pytest.mark.parametrize("kwargs, name", BAD_ARGUMENTS.values(), ids=BAD_ARGUMENTS.keys())
-def test_invalid_arguments(kwargs, name):
-    with pytest.raises(ValueError, match=name):
-        NAdam(make_params(), **kwargs)
-
-
-def test_empty_params():
-    with pytest.raises(ValueError, match="params"):
-        NAdam([])
-
-
-@pytest.mark.parametrize("foreach", [False, True], ids=["loop", "foreach"])
-def test_nan_gradient_propagates(foreach):
-    p = torch.ones(2, requires_grad=True)
-    opt = NAdam([p], foreach=foreach)
-    p.grad = torch.tensor([math.nan, 1.0])
-    opt.step()
-    assert math.isnan(p[0].item()) and math.isfinite(p[1].item())

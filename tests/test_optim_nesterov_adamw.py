@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from optim_harness import (
+    DTYPES,
+    PATHS,
     assert_foreach_matches_single,
     assert_matches_torch,
     assert_state_dict_roundtrip,
     make_params,
-    param_groups,
     run,
     set_grads,
 )
@@ -19,7 +20,6 @@ from optlib.optim import NesterovAdamW
 
 torch.set_num_threads(1)
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 LOOK_AHEAD_OPTIONS = {
     "default": {},
     "lr": {"lr": 3e-2},
@@ -71,7 +71,7 @@ def reference_trajectory(steps, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_de
     return thetas, m, v
 
 
-@pytest.mark.parametrize("foreach", [False, True], ids=["loop", "foreach"])
+@PATHS
 @pytest.mark.parametrize("kwargs", LOOK_AHEAD_OPTIONS.values(), ids=LOOK_AHEAD_OPTIONS.keys())
 def test_matches_the_course_equations(kwargs, foreach):
     expected, m, v = reference_trajectory(300, **kwargs)
@@ -83,7 +83,7 @@ def test_matches_the_course_equations(kwargs, foreach):
             np.testing.assert_allclose(opt.state[p]["exp_avg_sq"].numpy(), v[i], rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("foreach", [False, True], ids=["loop", "foreach"])
+@PATHS
 def test_param_groups_match_the_course_equations(foreach):
     expected, _, _ = reference_trajectory(200, groups=GROUPS)
     params, _, _ = run(NesterovAdamW, {"foreach": foreach}, 200, dtype=torch.float64, groups=GROUPS)
@@ -106,8 +106,8 @@ WITHOUT_LOOK_AHEAD = {
 }
 
 
-@pytest.mark.parametrize("foreach", [False, True], ids=["loop", "foreach"])
-@pytest.mark.parametrize("dtype", DTYPES.values(), ids=DTYPES.keys())
+@PATHS
+@DTYPES
 @pytest.mark.parametrize("kwargs", WITHOUT_LOOK_AHEAD.values(), ids=WITHOUT_LOOK_AHEAD.keys())
 def test_without_look_ahead_is_torch_adamw(kwargs, dtype, foreach):
     assert_matches_torch(
@@ -115,8 +115,8 @@ def test_without_look_ahead_is_torch_adamw(kwargs, dtype, foreach):
     )
 
 
-@pytest.mark.parametrize("foreach", [False, True], ids=["loop", "foreach"])
-@pytest.mark.parametrize("dtype", DTYPES.values(), ids=DTYPES.keys())
+@PATHS
+@DTYPES
 @pytest.mark.parametrize("maximize", [False, True], ids=["minimize", "maximize"])
 def test_without_look_ahead_or_decay_is_torch_adam(maximize, dtype, foreach):
     kwargs = {"weight_decay": 0.0, "maximize": maximize}
@@ -125,7 +125,7 @@ def test_without_look_ahead_or_decay_is_torch_adam(maximize, dtype, foreach):
     )
 
 
-@pytest.mark.parametrize("foreach", [False, True], ids=["loop", "foreach"])
+@PATHS
 def test_schedulers_without_look_ahead_match_torch_adamw(foreach):
     def one_cycle(opt):
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5e-2, total_steps=500, cycle_momentum=True)
@@ -135,7 +135,7 @@ def test_schedulers_without_look_ahead_match_torch_adamw(foreach):
     )
 
 
-@pytest.mark.parametrize("foreach", [False, True], ids=["loop", "foreach"])
+@PATHS
 def test_cosine_schedule_matches_the_course_equations(foreach):
     # The lr read from the group each step, by a reference that recomputes it from the schedule's formula.
     steps, base_lr, t_max = 120, 1e-2, 60
@@ -196,33 +196,3 @@ def test_old_state_dict_gets_defaults():
     group = fresh.param_groups[0]
     assert group["foreach"] is None and group["maximize"] is False and group["nesterov"] is True
     assert all(torch.is_tensor(s["step"]) for s in fresh.state.values())
-
-
-BAD_ARGUMENTS = {
-    "negative lr": ({"lr": -1e-3}, "lr"),
-    "inf lr": ({"lr": math.inf}, "lr"),
-    "beta1 = 1": ({"betas": (1.0, 0.999)}, r"betas\[0\]"),
-    "beta2 = 1": ({"betas": (0.9, 1.0)}, r"betas\[1\]"),
-    "negative eps": ({"eps": -1e-8}, "eps"),
-    "negative weight_decay": ({"weight_decay": -0.1}, "weight_decay"),
-}
-
-
-@pytest.mark.parametrize("kwargs, name", BAD_ARGUMENTS.values(), ids=BAD_ARGUMENTS.keys())
-def test_invalid_arguments(kwargs, name):
-    with pytest.raises(ValueError, match=name):
-        NesterovAdamW(make_params(), **kwargs)
-
-
-def test_empty_params():
-    with pytest.raises(ValueError, match="params"):
-        NesterovAdamW(param_groups([]))
-
-
-@pytest.mark.parametrize("foreach", [False, True], ids=["loop", "foreach"])
-def test_nan_gradient_propagates(foreach):
-    p = torch.ones(2, requires_grad=True)
-    opt = NesterovAdamW([p], foreach=foreach)
-    p.grad = torch.tensor([math.nan, 1.0])
-    opt.step()
-    assert math.isnan(p[0].item()) and math.isfinite(p[1].item())

@@ -10,18 +10,25 @@ Each optimizer in this package has two implementations of the same update rule:
 ``foreach=None`` picks the multi-tensor path when every parameter lives on a
 CUDA device, as ``torch.optim`` does, because that is where kernel-launch
 overhead dominates; on the CPU the loop is what a reader sees and is as fast.
+
+:class:`CourseOptimizer` holds the mechanics the optimizers share (the closure,
+the choice of path, old state_dicts), so that each optimizer's file holds only
+what is its own: its checks, its state and its two update functions.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 from torch import Tensor
+from torch.optim import Optimizer
 
 __all__ = [
+    "CourseOptimizer",
+    "as_real",
     "check_lr",
     "check_non_negative",
     "check_unit_interval",
@@ -146,3 +153,90 @@ def foreach_scalar(value: float, like: Tensor):
     if like.device.type == "cpu" and like.dtype in (torch.bfloat16, torch.float16):
         return torch.tensor(value, dtype=torch.float64)
     return value
+
+
+def as_real(t: Tensor) -> Tensor:
+    """A complex tensor as a real view of its (real, imaginary) pairs; a real tensor unchanged.
+
+    torch.optim updates a complex number as two real coordinates, each with its own
+    moments, and so does optlib. The view shares storage, so in-place updates of it
+    update the complex tensor.
+    """
+    return torch.view_as_real(t) if torch.is_complex(t) else t
+
+
+class CourseOptimizer(Optimizer):
+    """What every optlib optimizer does the same way: check, dispatch, load old state.
+
+    A subclass says what is its own:
+
+    * ``_single_tensor`` and ``_multi_tensor``: its two update functions;
+    * ``_init_group(group)``: the tensor lists and keyword options those functions
+      take for one param group, creating state on the way (None when no parameter
+      of the group has a gradient);
+    * ``_unsupported``: the torch.optim modes it accepts as keywords only;
+    * ``_group_defaults``: the options an older state_dict may lack, with their defaults;
+    * ``_scalar_state``: state entries that old state_dicts stored as Python numbers.
+
+    :meth:`step` then runs the closure, and for each group picks the path as
+    torch.optim does (``foreach=None``: multi-tensor when every parameter is on CUDA).
+    """
+
+    _single_tensor: Callable[..., None]
+    _multi_tensor: Callable[..., None]
+    _unsupported: tuple[str, ...] = ()
+    _group_defaults: dict = {}
+    _scalar_state: tuple[str, ...] = ("step",)
+    # Whether loading a state_dict saved in a mode optlib cannot run fails at once
+    # (rather than at the next step).
+    _refuse_unsupported_on_load: bool = False
+
+    def __init__(self, params, defaults: dict) -> None:
+        """Call after the subclass's own argument checks, as torch.optim orders them."""
+        self._check_flags(defaults)
+        super().__init__(check_params_not_empty(params), defaults)
+
+    def _check_flags(self, options: dict) -> None:
+        reject_unsupported_flags(type(self).__name__, **{name: options.get(name) for name in self._unsupported})
+
+    def _init_group(self, group: dict) -> tuple[tuple[list, ...], dict] | None:
+        raise NotImplementedError
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            # State dicts saved by older torch/optlib versions lack the newer options.
+            for name, value in self._group_defaults.items():
+                group.setdefault(name, value)
+            if self._refuse_unsupported_on_load:
+                self._check_flags(group)
+            for p in group["params"]:
+                p_state = self.state.get(p, {})
+                for key in self._scalar_state:
+                    if key in p_state and not torch.is_tensor(p_state[key]):
+                        p_state[key] = torch.tensor(float(p_state[key]), dtype=step_counter_dtype())
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None):
+        """Take one step; ``closure`` (optional) re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        for group in self.param_groups:
+            self._check_flags(group)
+            prepared = self._init_group(group)
+            if prepared is None:
+                continue
+            tensor_lists, options = prepared
+            foreach = group["foreach"]
+            if foreach is None:
+                foreach = default_foreach(tensor_lists[0])
+            update = self._multi_tensor if foreach else self._single_tensor
+            update(*tensor_lists, **options)
+            self._store_group_state(group, tensor_lists)
+        return loss
+
+    def _store_group_state(self, group: dict, tensor_lists: tuple[list, ...]) -> None:
+        """Keep state the update functions created (by default they only update it in place)."""

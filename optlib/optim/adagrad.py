@@ -2,20 +2,15 @@ r"""Adagrad: a per-coordinate learning rate from the sum of all past squared gra
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
 from ._base import (
+    CourseOptimizer,
     as_float,
     check_lr,
     check_non_negative,
-    check_params_not_empty,
-    default_foreach,
     group_by_device_and_dtype,
-    reject_unsupported_flags,
     step_counter_dtype,
 )
 
@@ -126,7 +121,7 @@ def _adagrad_multi_tensor(
             torch._foreach_addcdiv_(device_params, device_grads, std, minus_lrs)
 
 
-class Adagrad(Optimizer):
+class Adagrad(CourseOptimizer):
     r"""Adagrad: each coordinate's step is divided by the root of its summed squared gradients.
 
     With gradient :math:`g_t` (:math:`-\nabla` with ``maximize=True``), weight decay
@@ -177,6 +172,11 @@ class Adagrad(Optimizer):
     their accumulator changes.
     """
 
+    _single_tensor = staticmethod(_adagrad_single_tensor)
+    _multi_tensor = staticmethod(_adagrad_multi_tensor)
+    _unsupported = ("differentiable", "fused")
+    _group_defaults = dict(foreach=None, maximize=False, differentiable=False, fused=None)
+
     def __init__(
         self,
         params,
@@ -196,8 +196,6 @@ class Adagrad(Optimizer):
         check_non_negative("weight_decay", weight_decay)
         check_non_negative("initial_accumulator_value", initial_accumulator_value)
         check_non_negative("eps", eps)
-        reject_unsupported_flags(type(self).__name__, differentiable=differentiable, fused=fused)
-        params = check_params_not_empty(params)
         defaults = dict(
             lr=lr,
             lr_decay=lr_decay,
@@ -224,58 +222,25 @@ class Adagrad(Optimizer):
             p, complex(value, value) if torch.is_complex(p) else value, memory_format=torch.preserve_format
         )
 
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("foreach", None)
-            group.setdefault("maximize", False)
-            group.setdefault("differentiable", False)
-            group.setdefault("fused", None)
-            # Very old state dicts stored the step as a Python number.
-            for p in group["params"]:
-                p_state = self.state.get(p, {})
-                if "step" in p_state and not torch.is_tensor(p_state["step"]):
-                    p_state["step"] = torch.tensor(float(p_state["step"]), dtype=step_counter_dtype())
-
     def share_memory(self) -> None:
         """Move the accumulators to shared memory (for Hogwild-style multiprocess training)."""
         for group in self.param_groups:
             for p in group["params"]:
                 self.state[p]["sum"].share_memory_()
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None):
-        """Take one step; ``closure`` (optional) re-evaluates the model and returns the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-
-        for group in self.param_groups:
-            reject_unsupported_flags(
-                type(self).__name__, differentiable=group.get("differentiable"), fused=group.get("fused")
-            )
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            for p in params:
-                if len(self.state[p]) == 0:  # added later with add_param_group
-                    self._init_state(p, group)
-            states = [self.state[p] for p in params]
-
-            foreach = group["foreach"]
-            if foreach is None:
-                foreach = default_foreach(params)
-            update = _adagrad_multi_tensor if foreach else _adagrad_single_tensor
-            update(
-                params,
-                [p.grad for p in params],
-                [s["sum"] for s in states],
-                [s["step"] for s in states],
-                lr=as_float(group["lr"]),
-                lr_decay=group["lr_decay"],
-                weight_decay=group["weight_decay"],
-                eps=group["eps"],
-                maximize=group["maximize"],
-            )
-        return loss
+    def _init_group(self, group: dict):
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return None
+        for p in params:
+            if len(self.state[p]) == 0:  # added later with add_param_group
+                self._init_state(p, group)
+        states = [self.state[p] for p in params]
+        options = dict(
+            lr=as_float(group["lr"]),
+            lr_decay=group["lr_decay"],
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=group["maximize"],
+        )
+        return (params, [p.grad for p in params], [s["sum"] for s in states], [s["step"] for s in states]), options

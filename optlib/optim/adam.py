@@ -17,22 +17,18 @@ produce the same trajectory up to floating-point rounding.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
 from ._base import (
+    CourseOptimizer,
     as_float,
+    as_real,
     check_betas,
     check_lr,
     check_non_negative,
-    check_params_not_empty,
-    default_foreach,
     foreach_scalar,
     group_by_device_and_dtype,
-    reject_unsupported_flags,
     step_counter_dtype,
 )
 
@@ -151,7 +147,6 @@ def _adam_multi_tensor(
         else:
             denom = torch._foreach_sqrt(b_exp_avg_sqs)
 
-        numerators = torch._foreach_lerp(b_exp_avgs, b_grads, 1 - beta1) if nesterov else b_exp_avgs
 
         steps = [step.item() for step in b_steps]
         step_sizes = [(lr / (1 - beta1**t)) * -1 for t in steps]
@@ -159,10 +154,34 @@ def _adam_multi_tensor(
 
         torch._foreach_div_(denom, bias_correction2_sqrts)
         torch._foreach_add_(denom, eps)
-        torch._foreach_addcdiv_(b_params, numerators, denom, step_sizes)
+        if nesterov and b_params[0].dtype in (torch.float32, torch.float64):
+            # θ −= s·(β1·m + (1 − β1)·g)/denom as two in-place steps, along m and along g:
+            # the loop's look-ahead without allocating a list for it (the allocation made
+            # NesterovAdamW's step about 1.6 times AdamW's). In bfloat16/float16 the two
+            # roundings of θ would lose much of each half-step, so there θ gets one step.
+            torch._foreach_addcdiv_(b_params, b_exp_avgs, denom, [beta1 * s for s in step_sizes])
+            torch._foreach_addcdiv_(b_params, b_grads, denom, [(1 - beta1) * s for s in step_sizes])
+        else:
+            numerators = torch._foreach_lerp(b_exp_avgs, b_grads, 1 - beta1) if nesterov else b_exp_avgs
+            torch._foreach_addcdiv_(b_params, numerators, denom, step_sizes)
 
 
-class _AdamFamily(Optimizer):
+def _start_moments(state: dict, p: Tensor) -> None:
+    """The state torch.optim.Adam starts a parameter with: step 0, m = v = 0."""
+    # The step count lives on the CPU so that reading it costs no device sync.
+    state["step"] = torch.tensor(0.0, dtype=step_counter_dtype())
+    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
+def _dense_grad(optimizer, p: Tensor) -> Tensor | None:
+    """p's gradient, None when it has none; sparse gradients are refused, as in torch.optim."""
+    if p.grad is not None and p.grad.is_sparse:
+        raise RuntimeError(f"optlib.{type(optimizer).__name__} does not support sparse gradients")
+    return p.grad
+
+
+class _AdamFamily(CourseOptimizer):
     """The state handling and dispatch shared by Adam, AdamW and NesterovAdamW.
 
     Subclasses say which variant of the update a param group asks for in
@@ -170,88 +189,47 @@ class _AdamFamily(Optimizer):
     the choice of path) is here once.
     """
 
-    _name: str  # the class name, for error messages
+    _single_tensor = staticmethod(_adam_single_tensor)
+    _multi_tensor = staticmethod(_adam_multi_tensor)
+    _unsupported = ("capturable", "differentiable", "fused")
+    # A state_dict saved by torch.optim in a mode optlib cannot run must not load silently.
+    _refuse_unsupported_on_load = True
 
     def _update_options(self, group: dict) -> dict:
         """The switches of the shared update (amsgrad, decoupled_weight_decay, nesterov) for one group."""
         raise NotImplementedError
 
-    def _check_group_flags(self, group: dict) -> None:
-        reject_unsupported_flags(
-            self._name,
-            **{name: group.get(name) for name in ("capturable", "differentiable", "fused")},
-        )
-
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("maximize", False)
-            group.setdefault("foreach", None)
-            # A state_dict saved by torch.optim in a mode optlib cannot run must not load silently.
-            self._check_group_flags(group)
-            for p in group["params"]:
-                p_state = self.state.get(p, {})
-                if len(p_state) != 0 and not torch.is_tensor(p_state["step"]):
-                    # Old state_dicts stored the step count as a Python number.
-                    p_state["step"] = torch.tensor(float(p_state["step"]), dtype=step_counter_dtype())
-
-    def _init_group(self, group: dict, amsgrad: bool) -> tuple[list[Tensor], ...]:
+    def _init_group(self, group: dict):
+        options = self._update_options(group)
+        amsgrad = options["amsgrad"]
         params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps = [], [], [], [], [], []
         for p in group["params"]:
-            if p.grad is None:
+            if _dense_grad(self, p) is None:
                 continue
-            if p.grad.is_sparse:
-                raise RuntimeError(f"optlib.{self._name} does not support sparse gradients")
             state = self.state[p]
             if len(state) == 0:
-                # The step count lives on the CPU so that reading it costs no device sync.
-                state["step"] = torch.tensor(0.0, dtype=step_counter_dtype())
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                _start_moments(state, p)
             if amsgrad and "max_exp_avg_sq" not in state:
                 state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-
-            # A complex number is updated as its (real, imaginary) pair, as torch.optim does.
-            real = torch.view_as_real if torch.is_complex(p) else (lambda x: x)
-            params.append(real(p))
-            grads.append(real(p.grad))
-            exp_avgs.append(real(state["exp_avg"]))
-            exp_avg_sqs.append(real(state["exp_avg_sq"]))
+            params.append(as_real(p))
+            grads.append(as_real(p.grad))
+            exp_avgs.append(as_real(state["exp_avg"]))
+            exp_avg_sqs.append(as_real(state["exp_avg_sq"]))
             if amsgrad:
-                max_exp_avg_sqs.append(real(state["max_exp_avg_sq"]))
+                max_exp_avg_sqs.append(as_real(state["max_exp_avg_sq"]))
             state_steps.append(state["step"])
-        return params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None):
-        """Perform one optimization step; ``closure`` re-evaluates the model and returns the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-
-        for group in self.param_groups:
-            self._check_group_flags(group)
-            options = self._update_options(group)
-            tensors = self._init_group(group, options["amsgrad"])
-            if len(tensors[0]) == 0:
-                continue
-            foreach = group["foreach"]
-            if foreach is None:
-                foreach = default_foreach(tensors[0])
-            update = _adam_multi_tensor if foreach else _adam_single_tensor
-            beta1, beta2 = group["betas"]
-            update(
-                *tensors,
-                lr=as_float(group["lr"]),
-                beta1=as_float(beta1),
-                beta2=as_float(beta2),
-                eps=group["eps"],
-                weight_decay=group["weight_decay"],
-                maximize=group["maximize"],
-                **options,
-            )
-        return loss
+        if not params:
+            return None
+        beta1, beta2 = group["betas"]
+        options.update(
+            lr=as_float(group["lr"]),
+            beta1=as_float(beta1),
+            beta2=as_float(beta2),
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            maximize=group["maximize"],
+        )
+        return (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps), options
 
 
 def _check_adam_arguments(lr, betas, eps, weight_decay) -> None:
@@ -308,7 +286,15 @@ class Adam(_AdamFamily):
     does not silently skip the step. ``optlib.train`` stops when the loss is not finite.
     """
 
-    _name = "Adam"
+    _group_defaults = dict(
+        maximize=False,
+        foreach=None,
+        amsgrad=False,
+        capturable=False,
+        differentiable=False,
+        fused=None,
+        decoupled_weight_decay=False,
+    )
 
     def __init__(
         self,
@@ -327,7 +313,6 @@ class Adam(_AdamFamily):
         decoupled_weight_decay: bool = False,
     ) -> None:
         _check_adam_arguments(lr, betas, eps, weight_decay)
-        reject_unsupported_flags(self._name, capturable=capturable, differentiable=differentiable, fused=fused)
         defaults = {
             "lr": lr,
             "betas": tuple(betas),
@@ -341,16 +326,7 @@ class Adam(_AdamFamily):
             "fused": fused,
             "decoupled_weight_decay": decoupled_weight_decay,
         }
-        super().__init__(check_params_not_empty(params), defaults)
-
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("amsgrad", False)
-            group.setdefault("capturable", False)
-            group.setdefault("differentiable", False)
-            group.setdefault("fused", None)
-            group.setdefault("decoupled_weight_decay", False)
+        super().__init__(params, defaults)
 
     def _update_options(self, group: dict) -> dict:
         return {

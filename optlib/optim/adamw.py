@@ -52,8 +52,6 @@ class AdamW(Adam):
     does not silently skip the step. ``optlib.train`` stops when the loss is not finite.
     """
 
-    _name = "AdamW"
-
     def __init__(
         self,
         params,

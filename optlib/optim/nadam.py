@@ -3,24 +3,21 @@ r"""NAdam: Adam with Nesterov momentum and Dozat's momentum warm-up schedule."""
 from __future__ import annotations
 
 from itertools import chain
-from typing import Callable
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
 from ._base import (
+    CourseOptimizer,
     as_float,
+    as_real,
     check_betas,
     check_lr,
     check_non_negative,
-    check_params_not_empty,
-    default_foreach,
     group_by_device_and_dtype,
-    reject_unsupported_flags,
     step_counter_dtype,
 )
-from .adam import _foreach_scale_
+from .adam import _dense_grad, _foreach_scale_
 
 __all__ = ["NAdam"]
 
@@ -140,7 +137,7 @@ def _nadam_multi_tensor(
         torch._foreach_addcdiv_(b_params, b_exp_avgs, denom, momentum_step_sizes)
 
 
-class NAdam(Optimizer):
+class NAdam(CourseOptimizer):
     r"""NAdam: Adam with Nesterov momentum (Dozat, 2016), as in ``torch.optim.NAdam``.
 
     With gradient :math:`g_t = \nabla f(\theta_{t-1})` (negated when ``maximize``)
@@ -191,6 +188,17 @@ class NAdam(Optimizer):
     does not silently skip the step. ``optlib.train`` stops when the loss is not finite.
     """
 
+    _single_tensor = staticmethod(_nadam_single_tensor)
+    _multi_tensor = staticmethod(_nadam_multi_tensor)
+    _unsupported = ("capturable", "differentiable")
+    _group_defaults = dict(
+        maximize=False, foreach=None, capturable=False, differentiable=False, decoupled_weight_decay=False
+    )
+    # Old state_dicts stored the running product, like the step, as a Python number.
+    _scalar_state = ("step", "mu_product")
+    # A state_dict saved by torch.optim in a mode optlib cannot run must not load silently.
+    _refuse_unsupported_on_load = True
+
     def __init__(
         self,
         params,
@@ -211,7 +219,6 @@ class NAdam(Optimizer):
         check_non_negative("eps", eps)
         check_non_negative("weight_decay", weight_decay)
         check_non_negative("momentum_decay", momentum_decay)
-        reject_unsupported_flags("NAdam", capturable=capturable, differentiable=differentiable)
         defaults = {
             "lr": lr,
             "betas": tuple(betas),
@@ -224,26 +231,7 @@ class NAdam(Optimizer):
             "capturable": capturable,
             "differentiable": differentiable,
         }
-        super().__init__(check_params_not_empty(params), defaults)
-
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("maximize", False)
-            group.setdefault("foreach", None)
-            group.setdefault("capturable", False)
-            group.setdefault("differentiable", False)
-            group.setdefault("decoupled_weight_decay", False)
-            # A state_dict saved by torch.optim in a mode optlib cannot run must not load silently.
-            reject_unsupported_flags("NAdam", capturable=group["capturable"], differentiable=group["differentiable"])
-            for p in group["params"]:
-                p_state = self.state.get(p, {})
-                if len(p_state) == 0:
-                    continue
-                # Old state_dicts stored these as Python numbers.
-                for key in ("step", "mu_product"):
-                    if not torch.is_tensor(p_state[key]):
-                        p_state[key] = torch.tensor(float(p_state[key]), dtype=step_counter_dtype())
+        super().__init__(params, defaults)
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
@@ -257,13 +245,11 @@ class NAdam(Optimizer):
             if torch.is_tensor(saved):
                 self.state[p]["mu_product"] = saved.detach().clone()
 
-    def _init_group(self, group: dict) -> tuple[list[Tensor], ...]:
+    def _init_group(self, group: dict):
         params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps = [], [], [], [], [], []
         for p in group["params"]:
-            if p.grad is None:
+            if _dense_grad(self, p) is None:
                 continue
-            if p.grad.is_sparse:
-                raise RuntimeError("optlib.NAdam does not support sparse gradients")
             state = self.state[p]
             if len(state) == 0:
                 # Scalars on the CPU, so that reading them costs no device sync.
@@ -271,44 +257,23 @@ class NAdam(Optimizer):
                 state["mu_product"] = torch.tensor(1.0, dtype=step_counter_dtype())
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-
-            # A complex number is updated as its (real, imaginary) pair, as torch.optim does.
-            real = torch.view_as_real if torch.is_complex(p) else (lambda x: x)
-            params.append(real(p))
-            grads.append(real(p.grad))
-            exp_avgs.append(real(state["exp_avg"]))
-            exp_avg_sqs.append(real(state["exp_avg_sq"]))
+            params.append(as_real(p))
+            grads.append(as_real(p.grad))
+            exp_avgs.append(as_real(state["exp_avg"]))
+            exp_avg_sqs.append(as_real(state["exp_avg_sq"]))
             mu_products.append(state["mu_product"])
             state_steps.append(state["step"])
-        return params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None):
-        """Perform one optimization step; ``closure`` re-evaluates the model and returns the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-
-        for group in self.param_groups:
-            reject_unsupported_flags("NAdam", capturable=group["capturable"], differentiable=group["differentiable"])
-            tensors = self._init_group(group)
-            if len(tensors[0]) == 0:
-                continue
-            foreach = group["foreach"]
-            if foreach is None:
-                foreach = default_foreach(tensors[0])
-            update = _nadam_multi_tensor if foreach else _nadam_single_tensor
-            beta1, beta2 = group["betas"]
-            update(
-                *tensors,
-                lr=as_float(group["lr"]),
-                beta1=as_float(beta1),
-                beta2=as_float(beta2),
-                eps=group["eps"],
-                weight_decay=group["weight_decay"],
-                momentum_decay=group["momentum_decay"],
-                decoupled_weight_decay=group["decoupled_weight_decay"],
-                maximize=group["maximize"],
-            )
-        return loss
+        if not params:
+            return None
+        beta1, beta2 = group["betas"]
+        options = dict(
+            lr=as_float(group["lr"]),
+            beta1=as_float(beta1),
+            beta2=as_float(beta2),
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            momentum_decay=group["momentum_decay"],
+            decoupled_weight_decay=group["decoupled_weight_decay"],
+            maximize=group["maximize"],
+        )
+        return (params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps), options

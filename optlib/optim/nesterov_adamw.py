@@ -5,7 +5,6 @@ from __future__ import annotations
 from torch import Tensor
 
 from .adam import _AdamFamily, _check_adam_arguments
-from ._base import check_params_not_empty
 
 __all__ = ["NesterovAdamW"]
 
@@ -60,7 +59,7 @@ class NesterovAdamW(_AdamFamily):
     does not silently skip the step. ``optlib.train`` stops when the loss is not finite.
     """
 
-    _name = "NesterovAdamW"
+    _group_defaults = dict(maximize=False, foreach=None, nesterov=True)
 
     def __init__(
         self,
@@ -84,12 +83,7 @@ class NesterovAdamW(_AdamFamily):
             "foreach": foreach,
             "maximize": maximize,
         }
-        super().__init__(check_params_not_empty(params), defaults)
-
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("nesterov", True)
+        super().__init__(params, defaults)
 
     def _update_options(self, group: dict) -> dict:
         return {"amsgrad": False, "decoupled_weight_decay": True, "nesterov": group["nesterov"]}

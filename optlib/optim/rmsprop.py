@@ -2,22 +2,17 @@ r"""RMSprop: divide each coordinate's step by a running root-mean-square of its 
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
 from ._base import (
+    CourseOptimizer,
     as_float,
     check_lr,
     check_non_negative,
-    check_params_not_empty,
     check_unit_interval,
-    default_foreach,
     foreach_scalar,
     group_by_device_and_dtype,
-    reject_unsupported_flags,
     step_counter_dtype,
 )
 
@@ -137,7 +132,7 @@ def _rmsprop_multi_tensor(
             torch._foreach_addcdiv_(device_params, device_grads, denom, value=-lr)
 
 
-class RMSprop(Optimizer):
+class RMSprop(CourseOptimizer):
     r"""RMSprop: each coordinate's step is divided by a running RMS of its recent gradients.
 
     With gradient :math:`g_t` (:math:`-\nabla` with ``maximize=True``), weight decay
@@ -191,6 +186,13 @@ class RMSprop(Optimizer):
     stay as they were. Sparse gradients are refused, as in torch.optim.
     """
 
+    _single_tensor = staticmethod(_rmsprop_single_tensor)
+    _multi_tensor = staticmethod(_rmsprop_multi_tensor)
+    _unsupported = ("capturable", "differentiable")
+    _group_defaults = dict(
+        momentum=0, centered=False, foreach=None, maximize=False, differentiable=False, capturable=False
+    )
+
     def __init__(
         self,
         params,
@@ -210,8 +212,6 @@ class RMSprop(Optimizer):
         check_non_negative("eps", eps)
         check_non_negative("weight_decay", weight_decay)
         check_unit_interval("momentum", momentum)
-        reject_unsupported_flags(type(self).__name__, capturable=capturable, differentiable=differentiable)
-        params = check_params_not_empty(params)
         defaults = dict(
             lr=lr,
             momentum=momentum,
@@ -225,21 +225,6 @@ class RMSprop(Optimizer):
             differentiable=differentiable,
         )
         super().__init__(params, defaults)
-
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("momentum", 0)
-            group.setdefault("centered", False)
-            group.setdefault("foreach", None)
-            group.setdefault("maximize", False)
-            group.setdefault("differentiable", False)
-            group.setdefault("capturable", False)
-            # Very old state dicts stored the step as a Python number.
-            for p in group["params"]:
-                p_state = self.state.get(p, {})
-                if "step" in p_state and not torch.is_tensor(p_state["step"]):
-                    p_state["step"] = torch.tensor(float(p_state["step"]), dtype=step_counter_dtype())
 
     def _state_for(self, p: Tensor, group: dict) -> dict:
         state = self.state[p]
@@ -258,44 +243,30 @@ class RMSprop(Optimizer):
             state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return state
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None):
-        """Take one step; ``closure`` (optional) re-evaluates the model and returns the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-
-        for group in self.param_groups:
-            reject_unsupported_flags(
-                type(self).__name__, capturable=group.get("capturable"), differentiable=group.get("differentiable")
-            )
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            for p in params:
-                if p.grad.is_sparse:
-                    raise ValueError("Invalid gradient: RMSprop does not support sparse gradients; use Adagrad")
-            momentum, centered = group["momentum"], group["centered"]
-            states = [self._state_for(p, group) for p in params]
-
-            foreach = group["foreach"]
-            if foreach is None:
-                foreach = default_foreach(params)
-            update = _rmsprop_multi_tensor if foreach else _rmsprop_single_tensor
-            update(
-                params,
-                [p.grad for p in params],
-                [s["square_avg"] for s in states],
-                [s["grad_avg"] for s in states] if centered else [],
-                [s["momentum_buffer"] for s in states] if momentum > 0 else [],
-                [s["step"] for s in states],
-                lr=as_float(group["lr"]),
-                alpha=group["alpha"],
-                eps=group["eps"],
-                weight_decay=group["weight_decay"],
-                momentum=momentum,
-                centered=centered,
-                maximize=group["maximize"],
-            )
-        return loss
+    def _init_group(self, group: dict):
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return None
+        for p in params:
+            if p.grad.is_sparse:
+                raise ValueError("Invalid gradient: RMSprop does not support sparse gradients; use Adagrad")
+        momentum, centered = group["momentum"], group["centered"]
+        states = [self._state_for(p, group) for p in params]
+        tensor_lists = (
+            params,
+            [p.grad for p in params],
+            [s["square_avg"] for s in states],
+            [s["grad_avg"] for s in states] if centered else [],
+            [s["momentum_buffer"] for s in states] if momentum > 0 else [],
+            [s["step"] for s in states],
+        )
+        options = dict(
+            lr=as_float(group["lr"]),
+            alpha=group["alpha"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            momentum=momentum,
+            centered=centered,
+            maximize=group["maximize"],
+        )
+        return tensor_lists, options

@@ -8,22 +8,17 @@ for full-batch training.
 from __future__ import annotations
 
 import math
-from typing import Callable
-
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
 from ._base import (
+    CourseOptimizer,
     as_float,
     check_lr,
     check_non_negative,
-    check_params_not_empty,
     check_unit_interval,
-    default_foreach,
     foreach_scalar,
     group_by_device_and_dtype,
-    reject_unsupported_flags,
 )
 
 __all__ = ["SGD", "GradientDescent"]
@@ -129,7 +124,7 @@ def _sgd_multi_tensor(
         torch._foreach_add_(device_params, device_grads, alpha=-lr)
 
 
-class SGD(Optimizer):
+class SGD(CourseOptimizer):
     r"""Stochastic gradient descent, optionally with heavy-ball or Nesterov momentum.
 
     With gradient :math:`g_t = \nabla_\theta f_t(\theta_{t-1})` of the loss on the
@@ -193,6 +188,11 @@ class SGD(Optimizer):
     as it was.
     """
 
+    _single_tensor = staticmethod(_sgd_single_tensor)
+    _multi_tensor = staticmethod(_sgd_multi_tensor)
+    _unsupported = ("differentiable", "fused")
+    _group_defaults = dict(nesterov=False, maximize=False, foreach=None, differentiable=False, fused=False)
+
     def __init__(
         self,
         params,
@@ -216,8 +216,6 @@ class SGD(Optimizer):
                 f"Invalid nesterov: True with momentum={momentum!r}, dampening={dampening!r}; "
                 "nesterov requires momentum in (0, 1) and dampening = 0"
             )
-        reject_unsupported_flags(type(self).__name__, differentiable=differentiable, fused=fused)
-        params = check_params_not_empty(params)
         defaults = dict(
             lr=lr,
             momentum=momentum,
@@ -231,55 +229,28 @@ class SGD(Optimizer):
         )
         super().__init__(params, defaults)
 
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        # State dicts saved by older torch/optlib versions lack the newer options.
-        for group in self.param_groups:
-            group.setdefault("nesterov", False)
-            group.setdefault("maximize", False)
-            group.setdefault("foreach", None)
-            group.setdefault("differentiable", False)
-            group.setdefault("fused", False)
+    def _init_group(self, group: dict):
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return None
+        momentum = group["momentum"]
+        # With momentum=0 torch.optim stores no state at all; neither do we.
+        buffers = [self.state[p].get("momentum_buffer") for p in params] if momentum != 0 else []
+        options = dict(
+            lr=as_float(group["lr"]),
+            momentum=momentum,
+            dampening=group["dampening"],
+            weight_decay=as_float(group["weight_decay"]),
+            nesterov=group["nesterov"],
+            maximize=group["maximize"],
+        )
+        return (params, [p.grad for p in params], buffers), options
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None):
-        """Take one step; ``closure`` (optional) re-evaluates the model and returns the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-
-        for group in self.param_groups:
-            reject_unsupported_flags(
-                type(self).__name__, differentiable=group.get("differentiable"), fused=group.get("fused")
-            )
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            grads = [p.grad for p in params]
-            momentum = group["momentum"]
-            # With momentum=0 torch.optim stores no state at all; neither do we.
-            buffers = [self.state[p].get("momentum_buffer") for p in params] if momentum != 0 else []
-
-            foreach = group["foreach"]
-            if foreach is None:
-                foreach = default_foreach(params)
-            update = _sgd_multi_tensor if foreach else _sgd_single_tensor
-            update(
-                params,
-                grads,
-                buffers,
-                lr=as_float(group["lr"]),
-                momentum=momentum,
-                dampening=group["dampening"],
-                weight_decay=as_float(group["weight_decay"]),
-                nesterov=group["nesterov"],
-                maximize=group["maximize"],
-            )
-            if momentum != 0:
-                for p, b in zip(params, buffers):
-                    self.state[p]["momentum_buffer"] = b
-        return loss
+    def _store_group_state(self, group: dict, tensor_lists) -> None:
+        # The update functions create a buffer at a parameter's first step with momentum.
+        params, _, buffers = tensor_lists
+        for p, b in zip(params, buffers):
+            self.state[p]["momentum_buffer"] = b
 
 
 def _check_dampening(dampening) -> None:
