@@ -463,6 +463,7 @@ def _compact_jshtml(html: str) -> str:
         return '"data:image/png;base64,' + base64.b64encode(png).decode("ascii") + '"'
 
     html = _FRAME.sub(quantize, html)
+    html = _without_icon_font(html)
     found = _ANIMATION_ID.search(html)
     if found:
         digest = hashlib.sha1(html.replace(found.group(1), "").encode()).hexdigest()[:24]
@@ -471,6 +472,28 @@ def _compact_jshtml(html: str) -> str:
 
 
 _animation_ids = itertools.count()
+
+# matplotlib's player links Font Awesome from a CDN for its button icons; the
+# course site must work offline, so the buttons get Unicode glyphs instead.
+_ICON_FONT_LINK = re.compile(r'<link rel="stylesheet"\s+href="https?://[^"]*font-awesome[^"]*">\s*')
+_BUTTON_GLYPHS = {  # from common font blocks: the media-control symbols (U+23EE...) often lack a glyph
+    "fa fa-minus": "\u2212",  # slower
+    "fa fa-fast-backward": "\u21e4",  # first frame
+    "fa fa-step-backward": "\u2039",  # previous frame
+    "fa fa-play fa-flip-horizontal": "\u25c0",  # play backwards
+    "fa fa-pause": "||",
+    "fa fa-play": "\u25b6",
+    "fa fa-step-forward": "\u203a",  # next frame
+    "fa fa-fast-forward": "\u21e5",  # last frame
+    "fa fa-plus": "+",  # faster
+}
+
+
+def _without_icon_font(html: str) -> str:
+    html = _ICON_FONT_LINK.sub("", html)
+    for icon, glyph in _BUTTON_GLYPHS.items():
+        html = html.replace(f'<i class="{icon}"></i>', glyph)
+    return html
 
 
 def _compact_png(png: bytes) -> bytes:

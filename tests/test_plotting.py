@@ -148,6 +148,9 @@ def test_animation_is_a_small_self_contained_jshtml_player(valley_runs):
     assert "Animation(" in html and 'type="range"' in html
     assert len(re.findall(r"data:image/png;base64,", html)) == 12
     assert not re.search(r"<script[^>]+src=", html)
+    # Nothing from the network, not even the icon font matplotlib's template links.
+    assert not re.search(r"(?:href|src)=\"https?://", html)
+    assert 'class="fa' not in html and "\u25b6" in html, "the buttons carry their own glyphs"
     assert len(html) < 2_000_000
     assert not plt.get_fignums(), "the figure is closed, so it does not also render statically"
     again = animate_trajectories(problem, runs, frames=12, title="GD vs momentum").data
