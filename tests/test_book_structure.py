@@ -10,30 +10,17 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTER_DIR = ROOT / "chapters"
+sys.path.insert(0, str(ROOT / "scripts"))
+from toc_notebooks import toc_entries  # noqa: E402  (the one reader of _toc.yml)
 
-
-def _toc_files(node):
-    if isinstance(node, dict):
-        if "file" in node:
-            yield node["file"]
-        for key in ("root", "parts", "chapters", "sections"):
-            value = node.get(key)
-            if isinstance(value, str):
-                yield value
-            elif isinstance(value, list):
-                for item in value:
-                    yield from _toc_files(item)
-
-
-TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
-TOC_FILES = list(_toc_files(TOC))
+TOC_FILES = toc_entries()
 NOTEBOOKS = sorted(CHAPTER_DIR.glob("*.ipynb"))
 
 

@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -35,9 +36,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from toc_notebooks import toc_entries  # noqa: E402  (the one reader of _toc.yml)
 HTML = ROOT / "_build" / "html"
 EXECUTED = ROOT / "_build" / "jupyter_execute"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
@@ -68,23 +70,9 @@ PAGE_TIMEOUT_S = 60
 # --------------------------------------------------------------------------- pages
 
 
-def _toc_files(node):
-    if isinstance(node, dict):
-        if "file" in node:
-            yield node["file"]
-        for key in ("root", "parts", "chapters", "sections"):
-            value = node.get(key)
-            if isinstance(value, str):
-                yield value
-            elif isinstance(value, list):
-                for item in value:
-                    yield from _toc_files(item)
-
-
 def toc_pages() -> list[str]:
     """Document names (``chapters/03_sgd``) of every page in ``_toc.yml``, in order."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return [str(Path(name).with_suffix("")) if Path(name).suffix else name for name in _toc_files(toc)]
+    return [str(Path(name).with_suffix("")) if Path(name).suffix else name for name in toc_entries()]
 
 
 PAGES = toc_pages()
