@@ -13,8 +13,9 @@ Where the data come from:
   bag-of-words set with Zipf-distributed word frequencies.
 
 Every shipped file is listed with its sha256 in ``data/MANIFEST.json`` and checked on load.
-``data/`` is found next to the ``optlib`` package; set ``OPTLIB_DATA`` to use another copy
-(for example in Colab, where ``pip`` installs the package without the repository).
+``data/`` is found next to the ``optlib`` package; set ``OPTLIB_DATA`` to use another copy.
+In Colab, where ``pip`` installs the package without the repository, the repository's
+``data/`` folder is fetched once into ``~/.cache/optlib`` (see :func:`data_dir`).
 
 Two ways to iterate over mini-batches:
 
@@ -32,6 +33,7 @@ import hashlib
 import json
 import os
 import random
+import sys
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -214,11 +216,65 @@ class TextData:
 
 
 def data_dir() -> Path:
-    """The folder holding the shipped data: ``$OPTLIB_DATA`` if set, else ``data/`` beside the package."""
+    """The folder holding the shipped data.
+
+    ``$OPTLIB_DATA`` if set, else ``data/`` beside the package (a clone of the
+    course repository). In Colab, where ``pip`` installs optlib without the
+    repository, the repository's ``data/`` folder is fetched once into a cache:
+    that is the only place optlib ever downloads anything, and never in tests.
+    """
     override = os.environ.get(_DATA_ENV)
     if override:
         return Path(override).expanduser()
+    shipped = _shipped_data_dir()
+    if shipped.is_dir() or not _in_colab():
+        return shipped
+    return _repository_data_copy()
+
+
+def _shipped_data_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "data"
+
+
+def _in_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+_COLAB_CACHE = Path.home() / ".cache" / "optlib"
+
+
+def _repository_data_copy(cache: Path | None = None) -> Path:
+    """``data/`` from the course repository's archive of ``main``, extracted once into ``cache``.
+
+    The files are then checked against ``MANIFEST.json`` like any shipped copy.
+    """
+    cache = _COLAB_CACHE if cache is None else cache
+    target = cache / "data"
+    if (target / _MANIFEST).is_file():
+        return target
+    import io
+    import tarfile
+    import urllib.request
+
+    url = f"{_REPOSITORY}/archive/refs/heads/main.tar.gz"
+    print(f"optlib: fetching the course's data/ folder from {url} (once, into {target})")
+    with urllib.request.urlopen(url, timeout=120) as response:
+        archive = tarfile.open(fileobj=io.BytesIO(response.read()), mode="r:gz")
+    with archive:
+        members = []
+        for member in archive.getmembers():
+            # GitHub archives hold one top folder (<repo>-main/); keep only its data/ subtree.
+            parts = member.name.split("/", 1)
+            if len(parts) == 2 and parts[1].startswith("data/") and (member.isfile() or member.isdir()):
+                member.name = parts[1]
+                members.append(member)
+        if not members:
+            raise FileNotFoundError(f"{url} has no data/ folder; set {_DATA_ENV} to a copy of the course's data/")
+        cache.mkdir(parents=True, exist_ok=True)
+        # The "data" filter refuses links and paths outside cache (Python >= 3.11.4 has it).
+        extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        archive.extractall(cache, members=members, **extra)
+    return target
 
 
 def _where_to_get(relative_path: str) -> str:
