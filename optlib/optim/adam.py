@@ -94,6 +94,46 @@ def _foreach_scale_(tensors: list[Tensor], factor: float) -> None:
     torch._foreach_mul_(tensors, foreach_scalar(factor, tensors[0]))
 
 
+def _foreach_moments_(
+    b_params: list[Tensor],
+    b_grads: list[Tensor],
+    b_exp_avgs: list[Tensor],
+    b_exp_avg_sqs: list[Tensor],
+    b_steps: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+    maximize: bool,
+) -> list[Tensor]:
+    """The part Adam and NAdam share on one bucket: count the step, apply weight decay, update m and v.
+
+    Returns the gradients the moments saw (negated for ``maximize``, plus λθ for
+    an L2 penalty), which the caller's numerator may need again.
+    """
+    if maximize:
+        b_grads = torch._foreach_neg(b_grads)
+
+    # One CPU scalar tensor instead of wrapping the Python 1 once per step counter.
+    torch._foreach_add_(b_steps, torch.tensor(1.0), alpha=1.0)
+
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            _foreach_scale_(b_params, 1 - lr * weight_decay)
+        elif maximize:
+            # b_grads is already a fresh copy, so it may be updated in place.
+            torch._foreach_add_(b_grads, b_params, alpha=weight_decay)
+        else:
+            b_grads = torch._foreach_add(b_grads, b_params, alpha=weight_decay)
+
+    torch._foreach_lerp_(b_exp_avgs, b_grads, 1 - beta1)  # m ← β1·m + (1 − β1)·g
+    _foreach_scale_(b_exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(b_exp_avg_sqs, b_grads, b_grads, 1 - beta2)  # v ← β2·v + (1 − β2)·g²
+    return b_grads
+
+
 def _adam_multi_tensor(
     params: list[Tensor],
     grads: list[Tensor],
@@ -121,24 +161,10 @@ def _adam_multi_tensor(
     for bucket in group_by_device_and_dtype(*tensor_lists).values():
         b_params, b_grads, b_exp_avgs, b_exp_avg_sqs, b_steps = bucket[:5]
 
-        if maximize:
-            b_grads = torch._foreach_neg(b_grads)
-
-        # One CPU scalar tensor instead of wrapping the Python 1 once per step counter.
-        torch._foreach_add_(b_steps, torch.tensor(1.0), alpha=1.0)
-
-        if weight_decay != 0:
-            if decoupled_weight_decay:
-                _foreach_scale_(b_params, 1 - lr * weight_decay)
-            elif maximize:
-                # b_grads is already a fresh copy, so it may be updated in place.
-                torch._foreach_add_(b_grads, b_params, alpha=weight_decay)
-            else:
-                b_grads = torch._foreach_add(b_grads, b_params, alpha=weight_decay)
-
-        torch._foreach_lerp_(b_exp_avgs, b_grads, 1 - beta1)
-        _foreach_scale_(b_exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(b_exp_avg_sqs, b_grads, b_grads, 1 - beta2)
+        b_grads = _foreach_moments_(
+            b_params, b_grads, b_exp_avgs, b_exp_avg_sqs, b_steps, lr=lr, beta1=beta1, beta2=beta2,
+            weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
+        )
 
         if amsgrad:
             b_max_exp_avg_sqs = bucket[5]

@@ -17,7 +17,7 @@ from ._base import (
     group_by_device_and_dtype,
     step_counter_dtype,
 )
-from .adam import _dense_grad, _foreach_scale_
+from .adam import _dense_grad, _foreach_moments_
 
 __all__ = ["NAdam"]
 
@@ -98,24 +98,10 @@ def _nadam_multi_tensor(
         return
     buckets = group_by_device_and_dtype(params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps)
     for b_params, b_grads, b_exp_avgs, b_exp_avg_sqs, b_mu_products, b_steps in buckets.values():
-        if maximize:
-            b_grads = torch._foreach_neg(b_grads)
-
-        # One CPU scalar tensor instead of wrapping the Python 1 once per step counter.
-        torch._foreach_add_(b_steps, torch.tensor(1.0), alpha=1.0)
-
-        if weight_decay != 0:
-            if decoupled_weight_decay:
-                _foreach_scale_(b_params, 1 - lr * weight_decay)
-            elif maximize:
-                # b_grads is already a fresh copy, so it may be updated in place.
-                torch._foreach_add_(b_grads, b_params, alpha=weight_decay)
-            else:
-                b_grads = torch._foreach_add(b_grads, b_params, alpha=weight_decay)
-
-        torch._foreach_lerp_(b_exp_avgs, b_grads, 1 - beta1)
-        _foreach_scale_(b_exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(b_exp_avg_sqs, b_grads, b_grads, 1 - beta2)
+        b_grads = _foreach_moments_(
+            b_params, b_grads, b_exp_avgs, b_exp_avg_sqs, b_steps, lr=lr, beta1=beta1, beta2=beta2,
+            weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
+        )
 
         steps = [step.item() for step in b_steps]
         mus = [_momentum_coefficient(beta1, momentum_decay, t) for t in steps]
