@@ -75,8 +75,9 @@ def _device_name() -> str:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
 
 
-def save_results(name: str, payload: dict, *, seeds, config: dict, size: str | None = None) -> Path:
-    """Write ``payload`` with its provenance to ``<results_dir>/<name>.json`` and return the path.
+def save_results(name: str, payload: dict, *, seeds, config: dict, size: str | None = None,
+                 path: Path | str | None = None) -> Path:
+    """Write ``payload`` with its provenance to ``<results_dir>/<name>.json`` (or to the file ``path``).
 
     The metadata record the device (the GPU's name, or ``cpu``), the torch, optlib and
     Python versions, the seeds, the experiment ``config``, the size, and the UTC time.
@@ -104,9 +105,8 @@ def save_results(name: str, payload: dict, *, seeds, config: dict, size: str | N
         },
         "payload": _jsonable(payload),
     }
-    directory = results_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.json"
+    path = results_dir() / f"{name}.json" if path is None else Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     # Write then rename, so an interrupted run never leaves half a file for the chapters to read.
     partial = path.with_suffix(".json.partial")
     partial.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")

@@ -38,34 +38,11 @@ __all__ = [
 def save_benchmark(payload: dict, out=None):
     """Save ``payload`` as ``data/results/benchmark_<size>.json`` (or to the file ``out``); returns the path.
 
-    Both go through the same record layout as :func:`optlib.results.save_results`
-    (``{"name", "meta", "payload"}``, non-finite numbers as ``null``), so
-    :func:`load_benchmark` reads either.
+    Both go through :func:`optlib.results.save_results` (``{"name", "meta",
+    "payload"}``, non-finite numbers as ``null``), so :func:`load_benchmark` reads either.
     """
-    import json
-    from pathlib import Path
-
     from optlib.results import save_results
 
-    name = result_name(payload["size"])
     config = {"grid": payload["grid"], "tuning": payload["tuning"]}
-    if out is None:
-        return save_results(name, payload, seeds=payload["seeds"], config=config, size=payload["size"])
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"name": name, "meta": {"seeds": payload["seeds"], "size": payload["size"], "config": config},
-              "payload": _jsonable(payload)}
-    path.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
-    return path
-
-
-def _jsonable(value):
-    import math
-
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    return save_results(result_name(payload["size"]), payload, seeds=payload["seeds"], config=config,
+                        size=payload["size"], path=out)
