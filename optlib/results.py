@@ -59,7 +59,8 @@ def _jsonable(value):
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, torch.Tensor):
-        return _jsonable(value.tolist())
+        # A one-element tensor (a tensor lr, say) is a number, not a list of one.
+        return _jsonable(value.item() if value.numel() == 1 else value.tolist())
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, (bool, int, str)) or value is None:

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from .data import DataSplits, TextData, batches
 from .device import pick_device
+from .results import _jsonable
 
 __all__ = ["History", "TrainingDiverged", "train", "train_language_model", "evaluate", "DIVERGENCE_FACTOR"]
 
@@ -37,13 +38,6 @@ class TrainingDiverged(RuntimeWarning):
 
 
 # --------------------------------------------------------------------------- History
-
-
-def _to_json_number(value):
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def _from_json_number(value):
@@ -105,8 +99,8 @@ class History:
     def to_dict(self) -> dict:
         """A JSON-able dict (non-finite numbers become ``None``)."""
         data = asdict(self)
-        data["step_loss"] = [_to_json_number(v) for v in self.step_loss]
-        data["epochs"] = {k: [_to_json_number(v) for v in values] for k, values in self.epochs.items()}
+        data["step_loss"] = _jsonable(self.step_loss)
+        data["epochs"] = _jsonable(self.epochs)
         return data
 
     @classmethod
@@ -125,20 +119,8 @@ class History:
 # --------------------------------------------------------------------------- helpers
 
 
-def _json_safe(value):
-    if isinstance(value, Tensor):
-        return value.item() if value.numel() == 1 else value.tolist()
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (bool, int, str)) or value is None:
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    return repr(value)
-
-
 def _hyperparameters(optimizer: torch.optim.Optimizer) -> dict:
-    return {k: _json_safe(v) for k, v in optimizer.defaults.items() if k not in ("params",)}
+    return {k: _jsonable(v) for k, v in optimizer.defaults.items() if k not in ("params",)}
 
 
 def _current_lr(optimizer: torch.optim.Optimizer) -> float:
