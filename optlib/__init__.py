@@ -31,6 +31,7 @@ _SUBMODULES = (
     "results",      # saved GPU results under data/results/
     "experiment",   # a chapter's closing experiment: optimizers compared on a model
     "benchmark",    # the course's benchmark: fair tuning, many seeds
+    "scale",        # bytes moved per step and memory held per device, at scale
 )
 
 _index: dict[str, str] | None = None

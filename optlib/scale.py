@@ -1,0 +1,251 @@
+r"""What an optimizer costs at scale: bytes moved per step, memory held per device.
+
+An optimizer step is element-wise: each parameter is updated from its own
+gradient and state, with a handful of arithmetic operations. So its speed is set
+by how many bytes it must move through memory, not by arithmetic: the step of a
+method that keeps :math:`k` state tensors reads :math:`\theta`, :math:`g` and the
+:math:`k` states and writes :math:`\theta` and the :math:`k` states back,
+
+.. math::
+
+    \text{bytes per parameter} = s\,(3 + 2k),
+
+with :math:`s` bytes per number (4 in float32): 12 B for SGD, 20 B for momentum,
+Adagrad and RMSprop, 28 B for the Adam family. Its time is at least
+bytes per parameter × parameters ÷ memory bandwidth (:func:`step_time_limit`),
+and :func:`measure_bandwidth` measures that bandwidth with the same
+read-modify-write pattern.
+
+The memory a method *holds* is counted by :func:`training_memory`: parameters,
+gradients, float32 master weights under mixed precision, and the optimizer
+state, per device, replicated (data parallel) or sharded over the devices by
+ZeRO stage 1 (optimizer state), 2 (and gradients) or 3 (and parameters; FSDP's
+full sharding) (Rajbhandari et al., "ZeRO: Memory Optimizations Toward Training
+Trillion Parameter Models", SC 2020).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = [
+    "METHODS",
+    "PRECISIONS",
+    "ZERO_STAGES",
+    "Method",
+    "Precision",
+    "count_state_tensors",
+    "measure_bandwidth",
+    "measure_peak_flops",
+    "state_bytes",
+    "step_bytes_per_param",
+    "step_flops_per_param",
+    "step_time_limit",
+    "training_memory",
+]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One optimizer of the course, as the cost model sees it.
+
+    ``state_tensors`` counts the state tensors of the parameter's shape (step
+    counters and other scalars are negligible); ``flops`` counts the element-wise
+    operations (add, multiply, divide, square root) of the update as the chapter's
+    algorithm box writes it. A fused kernel may do fewer by folding scalar factors;
+    the count only has to show that there are a few per parameter, not thousands.
+    """
+
+    name: str
+    optimizer: str  # the optlib class
+    kwargs: dict = field(default_factory=dict)
+    state_tensors: int = 0
+    flops: int = 0
+
+
+# flops: SGD θ − ηg (2); momentum b ← μb + g, θ − ηb (4); Adagrad s ← s + g², θ − ηg/(√s + ε) (2 + 5);
+# RMSprop v ← αv + (1 − α)g² (4) + 5; Adam m (3), v (4), m̂, v̂ (2), θ − ηm̂/(√v̂ + ε) (5);
+# AdamW + θ(1 − ηλ) (1); NAdam + its look-ahead mix of m and g (3); NesterovAdamW = AdamW + look-ahead (3).
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("SGD", "SGD", {}, 0, 2),
+        Method("Momentum", "SGD", {"momentum": 0.9}, 1, 4),
+        Method("Adagrad", "Adagrad", {}, 1, 7),
+        Method("RMSprop", "RMSprop", {}, 1, 9),
+        Method("Adam", "Adam", {}, 2, 14),
+        Method("AdamW", "AdamW", {}, 2, 15),
+        Method("NAdam", "NAdam", {}, 2, 17),
+        Method("NesterovAdamW", "NesterovAdamW", {}, 2, 18),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Bytes per parameter of each thing training keeps, in one precision setup."""
+
+    name: str
+    parameter: float  # the weights the forward and backward passes use
+    gradient: float
+    master: float  # a float32 copy of the weights that the optimizer updates (mixed precision)
+    state: float  # one element of one optimizer state tensor
+
+
+#: 8-bit optimizer states (Dettmers et al., ICLR 2022): one byte per element plus one
+#: float32 scale (the block's absolute maximum) per block of 2048 elements.
+BLOCKWISE_8BIT_BLOCK = 2048
+
+PRECISIONS: dict[str, Precision] = {
+    p.name: p
+    for p in (
+        Precision("fp32", 4, 4, 0, 4),
+        Precision("mixed", 2, 2, 4, 4),  # bf16/fp16 weights and gradients, fp32 master weights and states
+        Precision("mixed, 8-bit states", 2, 2, 4, 1 + 4 / BLOCKWISE_8BIT_BLOCK),
+    )
+}
+
+#: 0: plain data parallelism (everything replicated); 1: optimizer state (with the master
+#: weights) sharded; 2: and gradients; 3: and parameters (FSDP's FULL_SHARD).
+ZERO_STAGES = (0, 1, 2, 3)
+
+
+def _method(method: str) -> Method:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    return METHODS[method]
+
+
+def _positive(value, name: str, integer: bool = False):
+    kind = numbers.Integral if integer else numbers.Real
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    if not ok or not value > 0 or (not integer and not math.isfinite(value)):
+        wanted = "a positive integer" if integer else "a finite number > 0"
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
+    return value
+
+
+def count_state_tensors(optimizer: torch.optim.Optimizer) -> int:
+    """The most state tensors of a parameter's shape that the optimizer keeps for one parameter.
+
+    Read from a live optimizer, so the table in :data:`METHODS` can be checked
+    against what the optimizer actually stores. Optimizers create their state
+    lazily: count after ``optimizer.step()``, or a stateful method reads as 0.
+    """
+    counts = [
+        sum(1 for v in optimizer.state[p].values() if torch.is_tensor(v) and v.dim() > 0 and v.shape == p.shape)
+        for group in optimizer.param_groups
+        for p in group["params"]
+        if p in optimizer.state
+    ]
+    return max(counts, default=0)
+
+
+def state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of every tensor in the optimizer's state (scalars such as ``step`` included)."""
+    return sum(v.numel() * v.element_size() for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v))
+
+
+def step_bytes_per_param(method: str, bytes_per_number: float = 4) -> float:
+    """Bytes one step moves per parameter: read θ, g and the states, write θ and the states."""
+    _positive(bytes_per_number, "bytes_per_number")
+    return bytes_per_number * (3 + 2 * _method(method).state_tensors)
+
+
+def step_flops_per_param(method: str) -> int:
+    """Element-wise arithmetic operations of one step per parameter (see :class:`Method`)."""
+    return _method(method).flops
+
+
+def step_time_limit(method: str, n_params: int, bandwidth: float, bytes_per_number: float = 4) -> float:
+    """The least time in seconds one step can take: bytes moved ÷ memory bandwidth (bytes/s)."""
+    _positive(n_params, "n_params", integer=True)
+    _positive(bandwidth, "bandwidth")
+    return step_bytes_per_param(method, bytes_per_number) * n_params / bandwidth
+
+
+def _timed(fn, device: torch.device, repeats: int) -> list[float]:
+    fn()  # warm-up: page in the memory, load the kernels
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def measure_bandwidth(n_elements: int = 1 << 24, repeats: int = 9, device: str | torch.device = "cpu") -> float:
+    """Memory bandwidth in bytes/s, from the median time of ``a += s·b`` on float32 vectors.
+
+    The kernel has an optimizer step's access pattern (read two vectors, write one
+    of them back in place, 12 bytes per element, no write to memory it did not
+    read). Each vector must be much larger than the last-level cache (the default
+    is 64 MiB) or the result is the cache's bandwidth, not the memory's.
+    """
+    _positive(n_elements, "n_elements", integer=True)
+    _positive(repeats, "repeats", integer=True)
+    device = torch.device(device)
+    a = torch.rand(n_elements, device=device)
+    b = torch.rand(n_elements, device=device)
+    seconds = statistics.median(_timed(lambda: a.add_(b, alpha=1e-3), device, repeats))
+    return 12 * n_elements / seconds
+
+
+def measure_peak_flops(n: int = 1024, repeats: int = 5, device: str | torch.device = "cpu") -> float:
+    """Arithmetic throughput in FLOP/s from the fastest of ``repeats`` float32 n×n matrix products.
+
+    A matrix product does :math:`2n^3` operations on :math:`3n^2` numbers, so it is
+    limited by arithmetic, not memory: the roof of a roofline plot.
+    """
+    _positive(n, "n", integer=True)
+    _positive(repeats, "repeats", integer=True)
+    device = torch.device(device)
+    x = torch.rand(n, n, device=device)
+    return 2 * n**3 / min(_timed(lambda: x @ x, device, repeats))
+
+
+def training_memory(
+    n_params: int,
+    method: str = "AdamW",
+    precision: str = "mixed",
+    zero_stage: int = 0,
+    world_size: int = 1,
+) -> dict[str, float]:
+    """Bytes each device holds for the model's parameters, gradients and optimizer.
+
+    Returns ``{"parameters", "gradients", "master weights", "optimizer state",
+    "total"}``. ZeRO stage 1 divides the optimizer state and the master weights by
+    ``world_size`` (ZeRO counts the master weights as optimizer state), stage 2 the
+    gradients as well, stage 3 the parameters too. Activations, buffers, temporary
+    buffers and fragmentation are not counted: they depend on the model and the
+    batch, not on the optimizer.
+    """
+    _positive(n_params, "n_params", integer=True)
+    _positive(world_size, "world_size", integer=True)
+    if zero_stage not in ZERO_STAGES:
+        raise ValueError(f"zero_stage must be one of {ZERO_STAGES}, got {zero_stage!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
+    p, k = PRECISIONS[precision], _method(method).state_tensors
+
+    def share(stage: int) -> float:
+        return 1 / world_size if zero_stage >= stage else 1.0
+
+    held = {
+        "parameters": n_params * p.parameter * share(3),
+        "gradients": n_params * p.gradient * share(2),
+        "master weights": n_params * p.master * share(1),
+        "optimizer state": n_params * k * p.state * share(1),
+    }
+    held["total"] = sum(held.values())
+    return held
