@@ -33,12 +33,15 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 __all__ = [
     "METHODS",
     "PRECISIONS",
     "ZERO_STAGES",
     "Method",
+    "OperatorTraffic",
     "Precision",
     "count_state_tensors",
     "measure_bandwidth",
@@ -168,6 +171,56 @@ def step_time_limit(method: str, n_params: int, bandwidth: float, bytes_per_numb
     _positive(n_params, "n_params", integer=True)
     _positive(bandwidth, "bandwidth")
     return step_bytes_per_param(method, bytes_per_number) * n_params / bandwidth
+
+
+def _tensor_bytes(value) -> int:
+    return sum(t.numel() * t.element_size() for t in tree_leaves(value) if isinstance(t, torch.Tensor))
+
+
+class OperatorTraffic(TorchDispatchMode):
+    """Count the bytes that the operators run inside the block read and write.
+
+    Each operator (as the dispatcher sees it: ``aten.mul_``, ``aten._fused_adamw_``)
+    reads every tensor it is given, writes the inputs its schema marks as mutated
+    and writes every new tensor it returns; views move nothing and are skipped.
+    When the tensors are larger than the caches, this is the memory traffic of
+    the block, operator by operator: a step written as ten operators moves its
+    tensors ten times, a fused one once::
+
+        with OperatorTraffic() as traffic:
+            optimizer.step()
+        traffic.bytes, traffic.operators
+
+    ``operators`` counts the calls of each operator. Writes are what the schema
+    declares, an upper bound for a kernel that mutates an input only sometimes:
+    torch's fused optimizers declare the gradients mutable (they unscale them in
+    place when given a gradient scale), so they count 4 bytes per parameter more
+    than they move without one.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes = 0
+        self.operators: dict[str, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func.is_view:
+            return out
+        schema = func._schema
+        moved = _tensor_bytes((args, kwargs))  # every input is read
+        for i, argument in enumerate(schema.arguments):
+            if argument.alias_info is not None and argument.alias_info.is_write:
+                moved += _tensor_bytes(args[i] if i < len(args) else kwargs.get(argument.name))
+        results = out if isinstance(out, tuple) else (out,)
+        for result, returned in zip(results, schema.returns):
+            if returned.alias_info is None:  # a new tensor (an in-place op returns its input: counted above)
+                moved += _tensor_bytes(result)
+        self.bytes += moved
+        name = str(func.overloadpacket.__name__) if hasattr(func, "overloadpacket") else str(func)
+        self.operators[name] = self.operators.get(name, 0) + 1
+        return out
 
 
 def _timed(fn, device: torch.device, repeats: int) -> list[float]:

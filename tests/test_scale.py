@@ -143,3 +143,34 @@ def test_measurements_return_plausible_rates():
 def test_scale_names_are_reachable_from_optlib():
     assert optlib.training_memory is scale.training_memory
     assert optlib.measure_bandwidth is scale.measure_bandwidth
+
+
+def test_operator_traffic_counts_reads_writes_and_new_tensors():
+    a, b = torch.zeros(1000), torch.ones(1000)
+    with scale.OperatorTraffic() as traffic:
+        a.add_(b)  # read a, b; write a
+    assert traffic.bytes == 12 * 1000
+    with scale.OperatorTraffic() as traffic:
+        c = a * b  # read a, b; write the new c
+        a.view(10, 100)  # a view moves nothing
+        torch._foreach_mul_([a, c], 0.5)  # read and write both
+    assert traffic.bytes == 12 * 1000 + 16 * 1000
+    assert traffic.operators["mul"] == 1 and traffic.operators["_foreach_mul_"] == 1
+
+
+def test_operator_traffic_of_sgd_and_of_torchs_fused_adamw():
+    def per_param(make):
+        params = [torch.nn.Parameter(torch.randn(500)) for _ in range(2)]
+        for p in params:
+            p.grad = torch.randn_like(p)
+        optimizer = make(params)
+        optimizer.step()
+        with scale.OperatorTraffic() as traffic:
+            optimizer.step()
+        return traffic.bytes / 1000
+
+    assert per_param(lambda ps: optlib.SGD(ps, lr=0.1)) == scale.step_bytes_per_param("SGD")
+    # One kernel: the 28 bytes of the formula, plus the gradients its schema declares mutable.
+    fused = per_param(lambda ps: torch.optim.AdamW(ps, fused=True))
+    assert fused == pytest.approx(scale.step_bytes_per_param("AdamW") + 4, abs=0.1)  # + step counters
+    assert per_param(lambda ps: torch.optim.AdamW(ps, foreach=False)) > 2 * fused
