@@ -2,8 +2,13 @@
 
 Each chapter notebook is in ``_toc.yml``, stored without outputs, runs in Colab
 (its first cell installs optlib only when it is missing), and has the parts every
-chapter has: an algorithm box (chapters 2-11), at least three exercises with
-hidden solutions, and citations of entries that exist in ``references.bib``.
+chapter has: an algorithm box (chapters 2-11), at least three exercises, and
+citations of entries that exist in ``references.bib``.
+
+Solutions form: chapters/NN_slug.ipynb holds each {exercise} (with its :label:) ending in a link
+[Solution](solutions/NN_slug_solutions.ipynb#exercise-Nk); chapters/solutions/NN_slug_solutions.ipynb (in _toc.yml)
+has per exercise a "## Exercise N.k" heading, the exercise restated, then ```{solution-start} <label>``` with
+:class: dropdown, markdown and *code cells* (run by nbval) and ```{solution-end}```; no solution in the chapter.
 """
 
 from __future__ import annotations
@@ -22,6 +27,13 @@ from toc_notebooks import toc_entries  # noqa: E402  (the one reader of _toc.yml
 
 TOC_FILES = toc_entries()
 NOTEBOOKS = sorted(CHAPTER_DIR.glob("*.ipynb"))
+SOLUTION_DIR = CHAPTER_DIR / "solutions"
+SOLUTION_NOTEBOOKS = sorted(SOLUTION_DIR.glob("*.ipynb"))
+
+
+def _companion(chapter: Path) -> Path:
+    """chapters/03_sgd.ipynb -> chapters/solutions/03_sgd_solutions.ipynb, where its exercises are solved."""
+    return SOLUTION_DIR / f"{chapter.stem}_solutions.ipynb"
 
 
 def _resolve(name: str) -> Path | None:
@@ -106,8 +118,17 @@ def test_every_chapter_notebook_is_in_the_toc_and_vice_versa():
     on_disk = set(NOTEBOOKS)
     assert on_disk - in_toc == set(), f"notebooks missing from _toc.yml: {sorted(p.name for p in on_disk - in_toc)}"
     toc_notebooks = {p for p in in_toc if p.suffix == ".ipynb"}
-    assert toc_notebooks - on_disk == set(), f"_toc.yml notebooks outside chapters/: {sorted(map(str, toc_notebooks - on_disk))}"
+    outside = toc_notebooks - on_disk - set(SOLUTION_NOTEBOOKS)
+    assert outside == set(), f"_toc.yml notebooks outside chapters/ and chapters/solutions/: {sorted(map(str, outside))}"
     assert len(NOTEBOOKS) == 12, f"the course has 12 chapters, chapters/ holds {len(NOTEBOOKS)}"
+
+
+def test_every_solutions_notebook_belongs_to_a_chapter_and_is_in_the_toc():
+    in_toc = {_resolve(name) for name in TOC_FILES} - {None}
+    orphans = sorted(p.name for p in SOLUTION_NOTEBOOKS if p not in {_companion(c) for c in NOTEBOOKS})
+    assert not orphans, f"chapters/solutions/ holds notebooks that are no chapter's NN_slug_solutions.ipynb: {orphans}"
+    missing = sorted(p.name for p in SOLUTION_NOTEBOOKS if p not in in_toc)
+    assert not missing, f"solutions notebooks missing from _toc.yml (so neither the book nor nbval runs them): {missing}"
 
 
 def test_chapters_are_in_numbered_order_in_the_toc():
@@ -171,20 +192,110 @@ def test_first_code_cell_installs_optlib_only_when_missing(notebook):
     )
 
 
-def test_chapter_has_three_exercises_with_hidden_solutions(notebook):
+def _exercise_labels(nb: dict) -> list[str]:
+    return [options.get("label") for _, options in _directives(_markdown(nb), "exercise")]
+
+
+def test_chapter_has_three_exercises_and_no_solution_in_it(notebook):
+    """Colab and JupyterLab show MyST dropdowns open: a solution in the chapter would be in plain view."""
     path, nb = notebook
     text = _markdown(nb)
-    exercises = _directives(text, "exercise")
-    solutions = _directives(text, "solution")
-    labels = [options.get("label") for _, options in exercises]
-    assert len(exercises) >= 3, f"{path.name}: {len(exercises)} exercises, at least 3 needed"
+    labels = _exercise_labels(nb)
+    assert len(labels) >= 3, f"{path.name}: {len(labels)} exercises, at least 3 needed"
     assert all(labels), f"{path.name}: every exercise needs a :label:"
     assert len(set(labels)) == len(labels), f"{path.name}: duplicate exercise labels {labels}"
-    solved = {argument for argument, _ in solutions}
-    assert set(labels) <= solved, f"{path.name}: exercises without a solution: {sorted(set(labels) - solved)}"
-    assert solved <= set(labels), f"{path.name}: solutions to unknown exercises: {sorted(solved - set(labels))}"
-    shown = [argument for argument, options in solutions if "dropdown" not in options.get("class", "").split()]
-    assert not shown, f"{path.name}: solutions not hidden (add `:class: dropdown`): {shown}"
+    inline = [name for name in ("solution", "solution-start", "solution-end") if _directives(text, name)]
+    assert not inline, f"{path.name}: {inline} directives in the chapter; solutions go to {_companion(path).relative_to(ROOT)}"
+
+
+# "## Exercise 3.2" -> "exercise-32": the anchor MyST (myst_heading_anchors) and GitHub give the heading.
+HEADING = re.compile(r"^#{1,3} +(.+?) *$", re.MULTILINE)
+
+
+def _slug(heading: str) -> str:
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_each_exercise_links_to_its_solution(notebook):
+    path, nb = notebook
+    companion = _companion(path)
+    assert companion.is_file(), f"{path.name}: no solutions notebook {companion.relative_to(ROOT)}"
+    anchors = {_slug(h) for h in HEADING.findall(_markdown(_load(companion)))}
+    cells = [_source(c) for c in nb["cells"] if c["cell_type"] == "markdown"]
+    for label in _exercise_labels(nb):
+        # The exercise directive's body: from its :label: line to the directive's closing fence.
+        body = next(re.search(rf":label: *{re.escape(label)}\n(.*?)^(`{{3,}}|:{{3,}})\s*$", text, re.MULTILINE | re.DOTALL)
+                    for text in cells if f":label: {label}" in text)
+        links = re.findall(r"\]\((solutions/[^)#\s]+)(?:#([\w-]+))?\)", body.group(1))
+        assert links, f"{path.name}: exercise {label} does not end with a link [Solution](solutions/...#exercise-Nk)"
+        target, anchor = links[-1]
+        assert CHAPTER_DIR / target == companion, f"{path.name}: {label} links to {target}, not to {companion.name}"
+        assert anchor in anchors, f"{path.name}: {label} links to #{anchor}, which is no heading of {companion.name}"
+
+
+# --------------------------------------------------------------------------- the solutions notebooks
+
+
+@pytest.fixture(params=NOTEBOOKS, ids=lambda p: p.stem)
+def solutions(request) -> tuple[Path, dict, dict]:
+    """(the solutions notebook, its content, the chapter's content)."""
+    chapter = request.param
+    path = _companion(chapter)
+    if not path.is_file():
+        pytest.fail(f"{chapter.name} has no solutions notebook {path.relative_to(ROOT)}")
+    return path, _load(path), _load(chapter)
+
+
+def test_solutions_notebook_is_a_runnable_notebook(solutions):
+    path, nb, _ = solutions
+    test_notebook_is_stored_without_outputs((path, nb))
+    test_notebook_starts_with_its_title((path, nb))
+    test_first_code_cell_installs_optlib_only_when_missing((path, nb))
+    test_directives_with_code_inside_use_a_longer_fence((path, nb))
+
+
+def test_solutions_notebook_solves_every_exercise_in_hidden_code_cells(solutions):
+    path, nb, chapter = solutions
+    labels = _exercise_labels(chapter)
+    text = _markdown(nb)
+    gated = _directives(text, "solution-start")
+    solved = [argument for argument, _ in gated] + [argument for argument, _ in _directives(text, "solution")]
+    assert sorted(solved) == sorted(labels), f"{path.name}: solutions to {solved}, the chapter's exercises are {labels}"
+    shown = [argument for argument, options in gated + _directives(text, "solution")
+             if "dropdown" not in options.get("class", "").split()]
+    assert not shown, f"{path.name}: solutions not hidden on the website (add `:class: dropdown`): {shown}"
+    for label in labels:
+        assert f"{{ref}}`{label}`" in text, f"{path.name}: the solution to {label} does not link back to it with {{ref}}`{label}`"
+    fenced = re.findall(r"^`{3,}(?:python|ipython3?|py)\s*$", text, re.MULTILINE)
+    assert not fenced, f"{path.name}: code in a Markdown fence is never run; put it in a code cell"
+    # Walk the cells: every code cell after the first solution sits between a solution-start and its
+    # solution-end (so the website folds it into the dropdown), and gated solutions do not nest.
+    inside, seen, code_cells = None, False, {}
+    for i, cell in enumerate(nb["cells"]):
+        source = _source(cell)
+        if cell["cell_type"] == "code":
+            assert inside or not seen, f"{path.name}: code cell {i} lies outside every solution dropdown"
+            if inside:
+                code_cells[inside] = code_cells.get(inside, 0) + 1
+            continue
+        for match in re.finditer(r"^`{3,}\{(solution-start|solution-end)\}[ \t]*(\S*)", source, re.MULTILINE):
+            if match.group(1) == "solution-start":
+                assert inside is None, f"{path.name}: solution-start {match.group(2)} inside the solution to {inside}"
+                inside, seen = match.group(2), True
+            else:
+                assert inside, f"{path.name}: solution-end without a solution-start in cell {i}"
+                inside = None
+    assert inside is None, f"{path.name}: the solution to {inside} has no solution-end"
+    with_code = [label for label, _ in gated if code_cells.get(label)]
+    assert len(with_code) >= len(labels) // 2, f"{path.name}: only {with_code} of {labels} have code cells that run"
+
+
+def test_solutions_notebook_cites_and_terms_exist(solutions):
+    path, nb, _ = solutions
+    cited = [key.strip() for group in CITE.findall(_markdown(nb)) for key in group.split(",")]
+    assert set(cited) <= set(_bib_keys()), f"{path.name}: cites keys missing from references.bib: {sorted(set(cited) - set(_bib_keys()))}"
+    terms = {_term_target(term) for term in TERM.findall(_markdown(nb))}
+    assert terms <= _glossary_terms(), f"{path.name}: {{term}} targets missing from glossary.md: {sorted(terms - _glossary_terms())}"
 
 
 def _directives_closed_by_inner_code(text: str) -> list[str]:
