@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
-python -m pip install -q "torch==2.13.0" -e ".[book,test]"
+python -m pip install -q "torch==2.13.0" -e ".[book,test,assign]"
 
 bash scripts/install_browser.sh || echo "Chromium could not be installed: the browser test will be skipped and say why."
 
@@ -25,6 +25,8 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 # Warnings are errors (-W, -n): a broken reference, citation or notebook fails here.
 # Start from an empty _build/html: pages of removed files must not linger.
 jupyter-book clean .
+# The teachers' pages link to the student notebooks built here (clean empties _build/, so after it).
+python scripts/build_assignments.py
 jupyter-book build . --all -W -n --keep-going
 
 # tests/test_site.py reads the build above and saves screenshots to _build/screenshots/.
