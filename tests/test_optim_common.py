@@ -63,12 +63,12 @@ BAD_ARGUMENTS = {
         (dict(dampening=-0.1), "dampening"), (dict(dampening=1.5), "dampening"),
         (dict(weight_decay=NEG), "weight_decay"), (dict(weight_decay=INF), "weight_decay"),
         (dict(nesterov=True), "nesterov"), (dict(nesterov=True, momentum=0.9, dampening=0.1), "nesterov"),
-        (dict(differentiable=True), "differentiable"), (dict(fused=True), "fused"),
+        (dict(differentiable=True), "differentiable"),
     ],
     "Adagrad": LR_CASES + [
         (dict(lr_decay=NEG), "lr_decay"), (dict(weight_decay=NEG), "weight_decay"),
         (dict(initial_accumulator_value=NEG), "initial_accumulator_value"), (dict(eps=NEG), "eps"),
-        (dict(eps=NAN), "eps"), (dict(differentiable=True), "differentiable"), (dict(fused=True), "fused"),
+        (dict(eps=NAN), "eps"), (dict(differentiable=True), "differentiable"),
     ],
     "RMSprop": LR_CASES + [
         (dict(alpha=-0.1), "alpha"), (dict(alpha=1.0), "alpha"), (dict(eps=NEG), "eps"),
@@ -77,7 +77,7 @@ BAD_ARGUMENTS = {
     ],
     "Adam": LR_CASES + BETAS_CASES + ADAM_FAMILY_CASES + [
         (dict(eps=NEG), "eps"), (dict(weight_decay=NEG), "weight_decay"), (dict(capturable=True), "capturable"),
-        (dict(differentiable=True), "differentiable"), (dict(fused=True), "fused"),
+        (dict(differentiable=True), "differentiable"),
     ],
     "NAdam": LR_CASES + BETAS_CASES + ADAM_FAMILY_CASES + [
         (dict(eps=NEG), "eps"), (dict(weight_decay=NEG), "weight_decay"), (dict(momentum_decay=NEG), "momentum_decay"),

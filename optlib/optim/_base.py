@@ -40,6 +40,7 @@ __all__ = [
     "step_counter_dtype",
     "reject_unsupported_flags",
     "foreach_scalar",
+    "new_step_counter",
 ]
 
 
@@ -126,18 +127,28 @@ def step_counter_dtype() -> torch.dtype:
 
 
 def reject_unsupported_flags(optimizer_name: str, **flags) -> None:
-    """Refuse torch.optim's capturable/differentiable/fused modes, which optlib does not implement.
+    """Refuse torch.optim's capturable/differentiable modes, which optlib does not implement.
 
     The keywords are accepted (with torch's defaults) so that optlib is a drop-in
     replacement; turning one on is an error rather than a silent no-op.
     """
     for name, value in flags.items():
         if value:
-            allowed = "False or None" if name == "fused" else "False"
             raise ValueError(
                 f"Invalid {name}: {value!r}; optlib.{optimizer_name} does not support {name}=True "
-                f"(allowed: {allowed}); use torch.optim.{optimizer_name} for it"
+                f"(allowed: False); use torch.optim.{optimizer_name} for it"
             )
+
+
+def new_step_counter(p: Tensor, group: dict) -> Tensor:
+    """A step count of 0 where the update reads it: the CPU, or p's device for the fused path.
+
+    The loop and foreach paths read the count as a Python number (no device sync on
+    the CPU); the compiled path reads it inside the kernel, so it lives with the
+    parameter, as torch.optim keeps it for its own fused path.
+    """
+    device = p.device if group.get("fused") else torch.device("cpu")
+    return torch.zeros((), dtype=step_counter_dtype(), device=device)
 
 
 def foreach_scalar(value: float, like: Tensor):
@@ -155,36 +166,48 @@ def foreach_scalar(value: float, like: Tensor):
     return value
 
 
-def as_real(t: Tensor) -> Tensor:
-    """A complex tensor as a real view of its (real, imaginary) pairs; a real tensor unchanged.
+def as_real(t: Tensor | None) -> Tensor | None:
+    """A complex tensor as a real view of its (real, imaginary) pairs; anything else unchanged.
 
     torch.optim updates a complex number as two real coordinates, each with its own
     moments, and so does optlib. The view shares storage, so in-place updates of it
     update the complex tensor.
     """
-    return torch.view_as_real(t) if torch.is_complex(t) else t
+    if t is None or t.is_sparse or not torch.is_complex(t):
+        return t
+    return torch.view_as_real(t)
 
 
 class CourseOptimizer(Optimizer):
-    """What every optlib optimizer does the same way: check, dispatch, load old state.
+    """What every optlib optimizer does the same way: check, gather, dispatch, load old state.
 
-    A subclass says what is its own:
+    :meth:`step` owns the per-parameter loop: it skips parameters whose ``.grad`` is
+    None, refuses sparse gradients where the method has no sparse update (with the
+    RuntimeError torch.optim raises), creates missing state through the
+    :meth:`_init_state` hook, views complex tensors as pairs of reals (torch.optim
+    updates a complex number as two real coordinates), and hands the tensor lists
+    to one of three update functions of the same rule:
 
-    * ``_single_tensor`` and ``_multi_tensor``: its two update functions;
-    * ``_init_group(group)``: the tensor lists and keyword options those functions
-      take for one param group, creating state on the way (None when no parameter
-      of the group has a gradient);
-    * ``_unsupported``: the torch.optim modes it accepts as keywords only;
-    * ``_group_defaults``: the options an older state_dict may lack, with their defaults;
-    * ``_scalar_state``: state entries that old state_dicts stored as Python numbers.
+    * ``_single_tensor``: a plain loop over parameters, the readable version;
+    * ``_multi_tensor``: ``torch._foreach_*`` ops, one kernel per operation for a
+      whole list of tensors;
+    * ``_fused``: one compiled kernel per parameter that reads and writes each
+      tensor once (see :mod:`optlib.optim._compile`), or None where there is none.
 
-    :meth:`step` then runs the closure, and for each group picks the path as
-    torch.optim does (``foreach=None``: multi-tensor when every parameter is on CUDA).
+    A subclass says what is its own: its argument checks, ``_state_keys(group)``
+    (the state entries its update functions take, in order, after the parameters
+    and gradients), ``_init_state(p, group)``, ``_update_options(group)`` (the
+    keyword options), and optionally ``_store_state`` for state the update
+    functions create themselves (SGD's momentum buffer).
     """
 
     _single_tensor: Callable[..., None]
     _multi_tensor: Callable[..., None]
+    _fused: Callable[..., None] | None = None
+    # torch.optim's modes that optlib accepts as keywords only.
     _unsupported: tuple[str, ...] = ()
+    # Whether the method has an update for sparse gradients (torch: SGD and Adagrad).
+    _sparse_grads: bool = False
     _group_defaults: dict = {}
     _scalar_state: tuple[str, ...] = ("step",)
     # Whether loading a state_dict saved in a mode optlib cannot run fails at once
@@ -193,14 +216,39 @@ class CourseOptimizer(Optimizer):
 
     def __init__(self, params, defaults: dict) -> None:
         """Call after the subclass's own argument checks, as torch.optim orders them."""
+        if isinstance(params, Tensor):
+            # Iterating a tensor yields its rows, which are not leaves to optimize.
+            raise TypeError(
+                "Invalid params: an iterable of tensors or of param-group dicts is required, "
+                f"got a single tensor ({torch.typename(params)}); pass [tensor] instead"
+            )
         self._check_flags(defaults)
         super().__init__(check_params_not_empty(params), defaults)
 
     def _check_flags(self, options: dict) -> None:
         reject_unsupported_flags(type(self).__name__, **{name: options.get(name) for name in self._unsupported})
+        if options.get("fused"):
+            name = type(self).__name__
+            if self._fused is None:
+                raise RuntimeError(f"Invalid fused: optlib.{name} has no fused path; use foreach=True")
+            if options.get("foreach"):
+                raise RuntimeError("Invalid fused: `fused` and `foreach` cannot be `True` together.")
+            if options.get("differentiable"):
+                raise RuntimeError("Invalid fused: `fused` does not support `differentiable`")
 
-    def _init_group(self, group: dict) -> tuple[tuple[list, ...], dict] | None:
+    # The hooks a subclass fills in.
+    def _state_keys(self, group: dict) -> tuple[str, ...]:
         raise NotImplementedError
+
+    def _init_state(self, p: Tensor, group: dict) -> None:
+        """Create the state entries ``p`` lacks (called before every update of ``p``)."""
+        raise NotImplementedError
+
+    def _update_options(self, group: dict) -> dict:
+        raise NotImplementedError
+
+    def _store_state(self, params: list[Tensor], tensor_lists: tuple[list, ...]) -> None:
+        """Keep state the update functions created (by default they only update it in place)."""
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
@@ -216,6 +264,32 @@ class CourseOptimizer(Optimizer):
                     if key in p_state and not torch.is_tensor(p_state[key]):
                         p_state[key] = torch.tensor(float(p_state[key]), dtype=step_counter_dtype())
 
+    def _params_with_grad(self, group: dict) -> list[Tensor]:
+        params = []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse and not self._sparse_grads:
+                raise RuntimeError(f"optlib.{type(self).__name__} does not support sparse gradients")
+            self._init_state(p, group)
+            params.append(p)
+        return params
+
+    def _gather(self, group: dict, params: list[Tensor]) -> tuple[list, ...]:
+        """The parameters, their gradients and each state entry, as aligned lists of real views."""
+        lists = [[as_real(p) for p in params], [as_real(p.grad) for p in params]]
+        for key in self._state_keys(group):
+            lists.append([as_real(self.state[p].get(key)) for p in params])
+        return tuple(lists)
+
+    def _update_function(self, group: dict, params: list[Tensor]) -> Callable[..., None]:
+        if group.get("fused"):
+            return self._fused
+        foreach = group["foreach"]
+        if foreach is None:
+            foreach = default_foreach(params)
+        return self._multi_tensor if foreach else self._single_tensor
+
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
         """Take one step; ``closure`` (optional) re-evaluates the model and returns the loss."""
@@ -226,17 +300,10 @@ class CourseOptimizer(Optimizer):
 
         for group in self.param_groups:
             self._check_flags(group)
-            prepared = self._init_group(group)
-            if prepared is None:
+            params = self._params_with_grad(group)
+            if not params:
                 continue
-            tensor_lists, options = prepared
-            foreach = group["foreach"]
-            if foreach is None:
-                foreach = default_foreach(tensor_lists[0])
-            update = self._multi_tensor if foreach else self._single_tensor
-            update(*tensor_lists, **options)
-            self._store_group_state(group, tensor_lists)
+            tensor_lists = self._gather(group, params)
+            self._update_function(group, params)(*tensor_lists, **self._update_options(group))
+            self._store_state(params, tensor_lists)
         return loss
-
-    def _store_group_state(self, group: dict, tensor_lists: tuple[list, ...]) -> None:
-        """Keep state the update functions created (by default they only update it in place)."""

@@ -11,8 +11,9 @@ from ._base import (
     check_lr,
     check_non_negative,
     group_by_device_and_dtype,
-    step_counter_dtype,
+    new_step_counter,
 )
+from ._compile import FusedKernel, advance_steps, fused_scalars
 
 __all__ = ["Adagrad"]
 
@@ -45,7 +46,8 @@ def _adagrad_single_tensor(
         g = -g if maximize else g
         if weight_decay != 0:
             if g.is_sparse:
-                raise ValueError(
+                # torch.optim raises RuntimeError here too.
+                raise RuntimeError(
                     f"Invalid weight_decay: {weight_decay!r}; with sparse gradients weight_decay must be 0"
                 )
             g = g.add(theta, alpha=weight_decay)  # g <- g + lambda * theta
@@ -61,9 +63,6 @@ def _adagrad_single_tensor(
             theta.add_(_sparse_like(g, indices, values / std_values), alpha=-eta_t)
             continue
 
-        if torch.is_complex(theta):
-            # A complex number is treated as two real coordinates, each with its own accumulator.
-            theta, g, v = torch.view_as_real(theta), torch.view_as_real(g), torch.view_as_real(v)
         v.addcmul_(g, g, value=1)  # v <- v + g^2
         std = v.sqrt().add_(eps)  # sqrt(v) + eps
         theta.addcdiv_(g, std, value=-eta_t)  # theta <- theta - eta_t * g / (sqrt(v) + eps)
@@ -91,11 +90,6 @@ def _adagrad_multi_tensor(
                 lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps, maximize=maximize,
             )
             continue
-        if torch.is_complex(device_params[0]):
-            device_params = [torch.view_as_real(t) for t in device_params]
-            device_grads = [torch.view_as_real(t) for t in device_grads]
-            device_sums = [torch.view_as_real(t) for t in device_sums]
-
         # The step counters are 0-dim CPU tensors; adding a tensor (not the number 1) keeps
         # foreach from wrapping the scalar once per counter.
         torch._foreach_add_(device_steps, torch.tensor(1.0, device=device_steps[0].device), alpha=1.0)
@@ -119,6 +113,57 @@ def _adagrad_multi_tensor(
             # Parameters that skipped steps (grad None) have their own step count, hence their own eta_t.
             minus_lrs = [-_decayed_lr(lr, lr_decay, s.item()) for s in device_steps]
             torch._foreach_addcdiv_(device_params, device_grads, std, minus_lrs)
+
+
+def _adagrad_kernel(
+    param: Tensor,
+    grad: Tensor,
+    state_sum: Tensor,
+    *,
+    lr: Tensor,
+    weight_decay: Tensor,
+    eps: Tensor,
+    decayed_lr: Tensor,
+    maximize: bool,
+) -> None:
+    """The Adagrad update of one parameter, written for torch.compile to fuse into one pass."""
+    if maximize:
+        grad = -grad
+    grad = grad + weight_decay * param
+    state_sum.add_(grad * grad)
+    param.add_(grad / (state_sum.sqrt() + eps) * -decayed_lr)
+
+
+_adagrad_fused_kernel = FusedKernel(_adagrad_kernel)
+
+
+def _adagrad_fused(
+    params: list[Tensor],
+    grads: list[Tensor],
+    state_sums: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    lr_decay: float,
+    weight_decay: float,
+    eps: float,
+    maximize: bool,
+) -> None:
+    """The same step as :func:`_adagrad_single_tensor`, one compiled kernel per parameter."""
+    if any(g.is_sparse for g in grads):
+        raise RuntimeError("Invalid fused: `fused` does not support sparse gradients; use foreach=False")
+    for (device, dtype), (b_params, b_grads, b_sums, b_steps) in group_by_device_and_dtype(
+        params, grads, state_sums, state_steps
+    ).items():
+        scalars = fused_scalars(device, dtype, lr=lr, weight_decay=weight_decay, eps=eps)
+        t = advance_steps(b_steps, dtype)
+        _adagrad_fused_kernel(
+            "Adagrad",
+            [b_params, b_grads, b_sums],
+            decayed_lr=(scalars["lr"] / (1 + (t - 1) * lr_decay)).unbind(),
+            maximize=maximize,
+            **scalars,
+        )
 
 
 class Adagrad(CourseOptimizer):
@@ -174,7 +219,9 @@ class Adagrad(CourseOptimizer):
 
     _single_tensor = staticmethod(_adagrad_single_tensor)
     _multi_tensor = staticmethod(_adagrad_multi_tensor)
-    _unsupported = ("differentiable", "fused")
+    _fused = staticmethod(_adagrad_fused)
+    _unsupported = ("differentiable",)
+    _sparse_grads = True
     _group_defaults = dict(foreach=None, maximize=False, differentiable=False, fused=None)
 
     def __init__(
@@ -215,12 +262,13 @@ class Adagrad(CourseOptimizer):
                 self._init_state(p, group)
 
     def _init_state(self, p: Tensor, group: dict) -> None:
-        value = group["initial_accumulator_value"]
         state = self.state[p]
-        state["step"] = torch.tensor(0.0, dtype=step_counter_dtype())
-        state["sum"] = torch.full_like(
-            p, complex(value, value) if torch.is_complex(p) else value, memory_format=torch.preserve_format
-        )
+        if len(state) == 0:
+            value = group["initial_accumulator_value"]
+            state["step"] = new_step_counter(p, group)
+            state["sum"] = torch.full_like(
+                p, complex(value, value) if torch.is_complex(p) else value, memory_format=torch.preserve_format
+            )
 
     def share_memory(self) -> None:
         """Move the accumulators to shared memory (for Hogwild-style multiprocess training)."""
@@ -228,19 +276,14 @@ class Adagrad(CourseOptimizer):
             for p in group["params"]:
                 self.state[p]["sum"].share_memory_()
 
-    def _init_group(self, group: dict):
-        params = [p for p in group["params"] if p.grad is not None]
-        if not params:
-            return None
-        for p in params:
-            if len(self.state[p]) == 0:  # added later with add_param_group
-                self._init_state(p, group)
-        states = [self.state[p] for p in params]
-        options = dict(
+    def _state_keys(self, group: dict) -> tuple[str, ...]:
+        return ("sum", "step")
+
+    def _update_options(self, group: dict) -> dict:
+        return dict(
             lr=as_float(group["lr"]),
             lr_decay=group["lr_decay"],
             weight_decay=group["weight_decay"],
             eps=group["eps"],
             maximize=group["maximize"],
         )
-        return (params, [p.grad for p in params], [s["sum"] for s in states], [s["step"] for s in states]), options

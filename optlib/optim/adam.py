@@ -23,14 +23,14 @@ from torch import Tensor
 from ._base import (
     CourseOptimizer,
     as_float,
-    as_real,
     check_betas,
     check_lr,
     check_non_negative,
     foreach_scalar,
     group_by_device_and_dtype,
-    step_counter_dtype,
+    new_step_counter,
 )
+from ._compile import FusedKernel, advance_steps, fused_scalars
 
 __all__ = ["Adam"]
 
@@ -53,7 +53,7 @@ def _adam_single_tensor(
     nesterov: bool,
     maximize: bool,
 ) -> None:
-    """One Adam-family step, one parameter at a time (the version the chapters show).
+    """One Adam-family step, one parameter at a time: the update as chapters 9-11 write it.
 
     ``max_exp_avg_sqs`` is aligned with ``params`` when ``amsgrad`` is set and
     empty otherwise.
@@ -192,62 +192,126 @@ def _adam_multi_tensor(
             torch._foreach_addcdiv_(b_params, numerators, denom, step_sizes)
 
 
-def _start_moments(state: dict, p: Tensor) -> None:
+def _adam_kernel(
+    param: Tensor,
+    grad: Tensor,
+    m: Tensor,
+    v: Tensor,
+    v_max: Tensor | None,
+    *,
+    lr: Tensor,
+    beta1: Tensor,
+    beta2: Tensor,
+    eps: Tensor,
+    weight_decay: Tensor,
+    step_size: Tensor,
+    bias_correction2_sqrt: Tensor,
+    decoupled: bool,
+    l2: bool,
+    amsgrad: bool,
+    nesterov: bool,
+    maximize: bool,
+) -> None:
+    """The Adam-family update of one parameter, written for torch.compile to fuse into one pass."""
+    if maximize:
+        grad = -grad
+    if decoupled:
+        param.mul_(1 - lr * weight_decay)
+    if l2:
+        grad = grad + weight_decay * param
+    m.add_((grad - m) * (1 - beta1))  # m ← β1·m + (1 − β1)·g, the lerp of the loop
+    v.mul_(beta2).add_(grad * grad * (1 - beta2))
+    if amsgrad:
+        v_max.copy_(torch.maximum(v_max, v))
+        v = v_max
+    numerator = m + (grad - m) * (1 - beta1) if nesterov else m
+    denom = v.sqrt() / bias_correction2_sqrt + eps
+    param.add_(numerator / denom * -step_size)
+
+
+_adam_fused_kernel = FusedKernel(_adam_kernel)
+
+
+def _adam_fused(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    max_exp_avg_sqs: list[Tensor | None],
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+    amsgrad: bool,
+    nesterov: bool,
+    maximize: bool,
+    optimizer_name: str = "Adam",
+) -> None:
+    """The same step as :func:`_adam_single_tensor`, one compiled kernel per parameter."""
+    for (device, dtype), bucket in group_by_device_and_dtype(
+        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps
+    ).items():
+        *tensors, b_steps = bucket
+        scalars = fused_scalars(device, dtype, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
+        t = advance_steps(b_steps, dtype)
+        _adam_fused_kernel(
+            optimizer_name,
+            tensors,
+            step_size=(scalars["lr"] / (1 - scalars["beta1"] ** t)).unbind(),
+            bias_correction2_sqrt=(1 - scalars["beta2"] ** t).sqrt().unbind(),
+            decoupled=decoupled_weight_decay and weight_decay != 0,
+            l2=not decoupled_weight_decay and weight_decay != 0,
+            amsgrad=amsgrad,
+            nesterov=nesterov,
+            maximize=maximize,
+            **scalars,
+        )
+
+
+def _start_moments(state: dict, p: Tensor, group: dict) -> None:
     """The state torch.optim.Adam starts a parameter with: step 0, m = v = 0."""
-    # The step count lives on the CPU so that reading it costs no device sync.
-    state["step"] = torch.tensor(0.0, dtype=step_counter_dtype())
+    state["step"] = new_step_counter(p, group)
     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
 
-def _dense_grad(optimizer, p: Tensor) -> Tensor | None:
-    """p's gradient, None when it has none; sparse gradients are refused, as in torch.optim."""
-    if p.grad is not None and p.grad.is_sparse:
-        raise RuntimeError(f"optlib.{type(optimizer).__name__} does not support sparse gradients")
-    return p.grad
-
-
 class _AdamFamily(CourseOptimizer):
-    """The state handling and dispatch shared by Adam, AdamW and NesterovAdamW.
+    """The state and options shared by Adam, AdamW and NesterovAdamW.
 
     Subclasses say which variant of the update a param group asks for in
-    :meth:`_update_options`; everything else (lazy state, complex parameters,
-    the choice of path) is here once.
+    :meth:`_variant` (amsgrad, decoupled_weight_decay, nesterov).
     """
 
     _single_tensor = staticmethod(_adam_single_tensor)
     _multi_tensor = staticmethod(_adam_multi_tensor)
-    _unsupported = ("capturable", "differentiable", "fused")
+    _unsupported = ("capturable", "differentiable")
     # A state_dict saved by torch.optim in a mode optlib cannot run must not load silently.
     _refuse_unsupported_on_load = True
 
-    def _update_options(self, group: dict) -> dict:
-        """The switches of the shared update (amsgrad, decoupled_weight_decay, nesterov) for one group."""
+    def _fused(self, *tensor_lists, **options) -> None:
+        _adam_fused(*tensor_lists, **options, optimizer_name=type(self).__name__)
+
+    def _variant(self, group: dict) -> dict:
         raise NotImplementedError
 
-    def _init_group(self, group: dict):
-        options = self._update_options(group)
-        amsgrad = options["amsgrad"]
-        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps = [], [], [], [], [], []
-        for p in group["params"]:
-            if _dense_grad(self, p) is None:
-                continue
-            state = self.state[p]
-            if len(state) == 0:
-                _start_moments(state, p)
-            if amsgrad and "max_exp_avg_sq" not in state:
-                state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            params.append(as_real(p))
-            grads.append(as_real(p.grad))
-            exp_avgs.append(as_real(state["exp_avg"]))
-            exp_avg_sqs.append(as_real(state["exp_avg_sq"]))
-            if amsgrad:
-                max_exp_avg_sqs.append(as_real(state["max_exp_avg_sq"]))
-            state_steps.append(state["step"])
-        if not params:
-            return None
+    def _state_keys(self, group: dict) -> tuple[str, ...]:
+        return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "step")
+
+    def _init_state(self, p: Tensor, group: dict) -> None:
+        state = self.state[p]
+        if len(state) == 0:
+            _start_moments(state, p, group)
+        if self._variant(group)["amsgrad"] and "max_exp_avg_sq" not in state:
+            state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _update_options(self, group: dict) -> dict:
         beta1, beta2 = group["betas"]
-        options.update(
+        return dict(
+            self._variant(group),
             lr=as_float(group["lr"]),
             beta1=as_float(beta1),
             beta2=as_float(beta2),
@@ -255,7 +319,6 @@ class _AdamFamily(CourseOptimizer):
             weight_decay=group["weight_decay"],
             maximize=group["maximize"],
         )
-        return (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps), options
 
 
 def _check_adam_arguments(lr, betas, eps, weight_decay) -> None:
@@ -354,7 +417,7 @@ class Adam(_AdamFamily):
         }
         super().__init__(params, defaults)
 
-    def _update_options(self, group: dict) -> dict:
+    def _variant(self, group: dict) -> dict:
         return {
             "amsgrad": group["amsgrad"],
             "decoupled_weight_decay": group["decoupled_weight_decay"],

@@ -10,14 +10,14 @@ from torch import Tensor
 from ._base import (
     CourseOptimizer,
     as_float,
-    as_real,
     check_betas,
     check_lr,
     check_non_negative,
     group_by_device_and_dtype,
-    step_counter_dtype,
+    new_step_counter,
 )
-from .adam import _dense_grad, _foreach_moments_
+from ._compile import FusedKernel, advance_steps, fused_scalars
+from .adam import _foreach_moments_
 
 __all__ = ["NAdam"]
 
@@ -45,7 +45,7 @@ def _nadam_single_tensor(
     decoupled_weight_decay: bool,
     maximize: bool,
 ) -> None:
-    """One NAdam step, one parameter at a time (the version the chapters show)."""
+    """One NAdam step, one parameter at a time: the readable version of the update."""
     for i, param in enumerate(params):
         grad = -grads[i] if maximize else grads[i]
         m, v, mu_product, step = exp_avgs[i], exp_avg_sqs[i], mu_products[i], state_steps[i]
@@ -123,6 +123,82 @@ def _nadam_multi_tensor(
         torch._foreach_addcdiv_(b_params, b_exp_avgs, denom, momentum_step_sizes)
 
 
+def _nadam_kernel(
+    param: Tensor,
+    grad: Tensor,
+    m: Tensor,
+    v: Tensor,
+    *,
+    lr: Tensor,
+    beta1: Tensor,
+    beta2: Tensor,
+    eps: Tensor,
+    weight_decay: Tensor,
+    grad_step_size: Tensor,
+    momentum_step_size: Tensor,
+    bias_correction2: Tensor,
+    decoupled: bool,
+    l2: bool,
+    maximize: bool,
+) -> None:
+    """The NAdam update of one parameter, written for torch.compile to fuse into one pass."""
+    if maximize:
+        grad = -grad
+    if decoupled:
+        param.mul_(1 - lr * weight_decay)
+    if l2:
+        grad = grad + weight_decay * param
+    m.add_((grad - m) * (1 - beta1))
+    v.mul_(beta2).add_(grad * grad * (1 - beta2))
+    denom = (v / bias_correction2).sqrt() + eps
+    param.add_(grad / denom * -grad_step_size)
+    param.add_(m / denom * -momentum_step_size)
+
+
+_nadam_fused_kernel = FusedKernel(_nadam_kernel)
+
+
+def _nadam_fused(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    mu_products: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    momentum_decay: float,
+    decoupled_weight_decay: bool,
+    maximize: bool,
+) -> None:
+    """The same step as :func:`_nadam_single_tensor`, one compiled kernel per parameter."""
+    for (device, dtype), bucket in group_by_device_and_dtype(
+        params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps
+    ).items():
+        *tensors, b_mu_products, b_steps = bucket
+        scalars = fused_scalars(device, dtype, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
+        t = advance_steps(b_steps, dtype)
+        mu = _momentum_coefficient(scalars["beta1"], momentum_decay, t)
+        mu_next = _momentum_coefficient(scalars["beta1"], momentum_decay, t + 1)
+        torch._foreach_mul_(b_mu_products, mu.to(b_mu_products[0].dtype).unbind())
+        mu_product = torch.stack(b_mu_products).to(t.dtype)
+        _nadam_fused_kernel(
+            "NAdam",
+            tensors,
+            grad_step_size=(scalars["lr"] * (1 - mu) / (1 - mu_product)).unbind(),
+            momentum_step_size=(scalars["lr"] * mu_next / (1 - mu_product * mu_next)).unbind(),
+            bias_correction2=(1 - scalars["beta2"] ** t).unbind(),
+            decoupled=decoupled_weight_decay and weight_decay != 0,
+            l2=not decoupled_weight_decay and weight_decay != 0,
+            maximize=maximize,
+            **scalars,
+        )
+
+
 class NAdam(CourseOptimizer):
     r"""NAdam: Adam with Nesterov momentum (Dozat, 2016), as in ``torch.optim.NAdam``.
 
@@ -176,9 +252,11 @@ class NAdam(CourseOptimizer):
 
     _single_tensor = staticmethod(_nadam_single_tensor)
     _multi_tensor = staticmethod(_nadam_multi_tensor)
+    _fused = staticmethod(_nadam_fused)
     _unsupported = ("capturable", "differentiable")
     _group_defaults = dict(
-        maximize=False, foreach=None, capturable=False, differentiable=False, decoupled_weight_decay=False
+        maximize=False, foreach=None, capturable=False, differentiable=False, decoupled_weight_decay=False,
+        fused=None,
     )
     # Old state_dicts stored the running product, like the step, as a Python number.
     _scalar_state = ("step", "mu_product")
@@ -199,6 +277,7 @@ class NAdam(CourseOptimizer):
         maximize: bool = False,
         capturable: bool = False,
         differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
         check_lr(lr)
         check_betas(betas)
@@ -216,6 +295,7 @@ class NAdam(CourseOptimizer):
             "foreach": foreach,
             "capturable": capturable,
             "differentiable": differentiable,
+            "fused": fused,
         }
         super().__init__(params, defaults)
 
@@ -231,28 +311,21 @@ class NAdam(CourseOptimizer):
             if torch.is_tensor(saved):
                 self.state[p]["mu_product"] = saved.detach().clone()
 
-    def _init_group(self, group: dict):
-        params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps = [], [], [], [], [], []
-        for p in group["params"]:
-            if _dense_grad(self, p) is None:
-                continue
-            state = self.state[p]
-            if len(state) == 0:
-                # Scalars on the CPU, so that reading them costs no device sync.
-                state["step"] = torch.tensor(0.0, dtype=step_counter_dtype())
-                state["mu_product"] = torch.tensor(1.0, dtype=step_counter_dtype())
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            params.append(as_real(p))
-            grads.append(as_real(p.grad))
-            exp_avgs.append(as_real(state["exp_avg"]))
-            exp_avg_sqs.append(as_real(state["exp_avg_sq"]))
-            mu_products.append(state["mu_product"])
-            state_steps.append(state["step"])
-        if not params:
-            return None
+    def _state_keys(self, group: dict) -> tuple[str, ...]:
+        return ("exp_avg", "exp_avg_sq", "mu_product", "step")
+
+    def _init_state(self, p: Tensor, group: dict) -> None:
+        state = self.state[p]
+        if len(state) == 0:
+            # The running product sits beside the step count (on the CPU unless fused).
+            state["step"] = new_step_counter(p, group)
+            state["mu_product"] = torch.ones_like(state["step"])
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _update_options(self, group: dict) -> dict:
         beta1, beta2 = group["betas"]
-        options = dict(
+        return dict(
             lr=as_float(group["lr"]),
             beta1=as_float(beta1),
             beta2=as_float(beta2),
@@ -262,4 +335,3 @@ class NAdam(CourseOptimizer):
             decoupled_weight_decay=group["decoupled_weight_decay"],
             maximize=group["maximize"],
         )
-        return (params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps), options

@@ -13,7 +13,7 @@ from ._base import (
     check_unit_interval,
     foreach_scalar,
     group_by_device_and_dtype,
-    step_counter_dtype,
+    new_step_counter,
 )
 
 __all__ = ["RMSprop"]
@@ -47,14 +47,9 @@ def _rmsprop_single_tensor(
         if weight_decay != 0:
             g = g.add(theta, alpha=weight_decay)  # g <- g + lambda * theta
 
-        complex_param = torch.is_complex(theta)
-        if complex_param:
-            # A complex number is treated as two real coordinates, each with its own average.
-            theta, g, v = torch.view_as_real(theta), torch.view_as_real(g), torch.view_as_real(v)
-
         v.mul_(alpha).addcmul_(g, g, value=1 - alpha)  # v <- alpha * v + (1 - alpha) * g^2
         if centered:
-            m = torch.view_as_real(grad_avgs[i]) if complex_param else grad_avgs[i]
+            m = grad_avgs[i]
             m.lerp_(g, 1 - alpha)  # m <- alpha * m + (1 - alpha) * g
             denom = v.addcmul(m, m, value=-1).sqrt_()  # sqrt(v - m^2): the gradient's standard deviation
         else:
@@ -62,7 +57,7 @@ def _rmsprop_single_tensor(
         denom.add_(eps)
 
         if momentum > 0:
-            b = torch.view_as_real(momentum_buffers[i]) if complex_param else momentum_buffers[i]
+            b = momentum_buffers[i]
             b.mul_(momentum).addcdiv_(g, denom)  # b <- beta * b + g / (sqrt(v) + eps)
             theta.add_(b, alpha=-lr)  # theta <- theta - eta * b
         else:
@@ -92,15 +87,6 @@ def _rmsprop_multi_tensor(
     momentum_buffers = momentum_buffers if momentum > 0 else [None] * n
     buckets = group_by_device_and_dtype(params, grads, square_avgs, grad_avgs, momentum_buffers, state_steps)
     for device_params, device_grads, device_vs, device_ms, device_bufs, device_steps in buckets.values():
-        if torch.is_complex(device_params[0]):
-            device_params, device_grads, device_vs = (
-                [torch.view_as_real(t) for t in ts] for ts in (device_params, device_grads, device_vs)
-            )
-            if centered:
-                device_ms = [torch.view_as_real(t) for t in device_ms]
-            if momentum > 0:
-                device_bufs = [torch.view_as_real(t) for t in device_bufs]
-
         owns_grads = False
         if maximize:
             device_grads = torch._foreach_neg(device_grads)
@@ -226,47 +212,28 @@ class RMSprop(CourseOptimizer):
         )
         super().__init__(params, defaults)
 
-    def _state_for(self, p: Tensor, group: dict) -> dict:
+    def _init_state(self, p: Tensor, group: dict) -> None:
         state = self.state[p]
         if len(state) == 0:
-            state["step"] = torch.zeros((), dtype=step_counter_dtype())
+            state["step"] = new_step_counter(p, group)
             state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            if group["momentum"] > 0:
-                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            if group["centered"]:
-                state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         # momentum or centered may be switched on after the first step (a scheduler that
         # cycles momentum, or a user editing the group); their averages then start at zero.
         if group["momentum"] > 0 and "momentum_buffer" not in state:
             state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         if group["centered"] and "grad_avg" not in state:
             state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        return state
 
-    def _init_group(self, group: dict):
-        params = [p for p in group["params"] if p.grad is not None]
-        if not params:
-            return None
-        for p in params:
-            if p.grad.is_sparse:
-                raise ValueError("Invalid gradient: RMSprop does not support sparse gradients; use Adagrad")
-        momentum, centered = group["momentum"], group["centered"]
-        states = [self._state_for(p, group) for p in params]
-        tensor_lists = (
-            params,
-            [p.grad for p in params],
-            [s["square_avg"] for s in states],
-            [s["grad_avg"] for s in states] if centered else [],
-            [s["momentum_buffer"] for s in states] if momentum > 0 else [],
-            [s["step"] for s in states],
-        )
-        options = dict(
+    def _state_keys(self, group: dict) -> tuple[str, ...]:
+        return ("square_avg", "grad_avg", "momentum_buffer", "step")
+
+    def _update_options(self, group: dict) -> dict:
+        return dict(
             lr=as_float(group["lr"]),
             alpha=group["alpha"],
             eps=group["eps"],
             weight_decay=group["weight_decay"],
-            momentum=momentum,
-            centered=centered,
+            momentum=group["momentum"],
+            centered=group["centered"],
             maximize=group["maximize"],
         )
-        return tensor_lists, options

@@ -20,6 +20,7 @@ from ._base import (
     foreach_scalar,
     group_by_device_and_dtype,
 )
+from ._compile import FusedKernel, fused_scalars
 
 __all__ = ["SGD", "GradientDescent"]
 
@@ -124,6 +125,69 @@ def _sgd_multi_tensor(
         torch._foreach_add_(device_params, device_grads, alpha=-lr)
 
 
+def _sgd_kernel(
+    param: Tensor,
+    grad: Tensor,
+    buffer: Tensor | None,
+    *,
+    lr: Tensor,
+    momentum: Tensor,
+    dampening: Tensor,
+    weight_decay: Tensor,
+    first_step: bool,
+    nesterov: bool,
+    maximize: bool,
+) -> None:
+    """The SGD update of one parameter, written for torch.compile to fuse into one pass."""
+    if maximize:
+        grad = -grad
+    grad = grad + weight_decay * param
+    if buffer is not None:
+        if first_step:
+            buffer.copy_(grad)
+        else:
+            buffer.mul_(momentum).add_(grad * (1 - dampening))
+        grad = grad + momentum * buffer if nesterov else buffer
+    param.add_(grad * -lr)
+
+
+_sgd_fused_kernel = FusedKernel(_sgd_kernel)
+
+
+def _sgd_fused(
+    params: list[Tensor],
+    grads: list[Tensor],
+    momentum_buffers: list[Tensor | None],
+    *,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    weight_decay: float,
+    nesterov: bool,
+    maximize: bool,
+) -> None:
+    """The same step as :func:`_sgd_single_tensor`, one compiled kernel per parameter."""
+    if any(g.is_sparse for g in grads):
+        raise RuntimeError("Invalid fused: `fused` does not support sparse gradients; use foreach=False")
+    # A parameter's first momentum step copies g into a new buffer, as the loop starts it.
+    first_step = [momentum != 0 and b is None for b in momentum_buffers]
+    for i, p in enumerate(params):
+        if first_step[i]:
+            momentum_buffers[i] = torch.empty_like(p, memory_format=torch.preserve_format)
+    buffers = momentum_buffers if momentum != 0 else [None] * len(params)
+    for (device, dtype), (b_params, b_grads, b_buffers, b_first) in group_by_device_and_dtype(
+        params, grads, buffers, first_step
+    ).items():
+        _sgd_fused_kernel(
+            "SGD",
+            [b_params, b_grads, b_buffers],
+            first_step=b_first,
+            nesterov=nesterov,
+            maximize=maximize,
+            **fused_scalars(device, dtype, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay),
+        )
+
+
 class SGD(CourseOptimizer):
     r"""Stochastic gradient descent, optionally with heavy-ball or Nesterov momentum.
 
@@ -190,8 +254,10 @@ class SGD(CourseOptimizer):
 
     _single_tensor = staticmethod(_sgd_single_tensor)
     _multi_tensor = staticmethod(_sgd_multi_tensor)
-    _unsupported = ("differentiable", "fused")
-    _group_defaults = dict(nesterov=False, maximize=False, foreach=None, differentiable=False, fused=False)
+    _fused = staticmethod(_sgd_fused)
+    _unsupported = ("differentiable",)
+    _sparse_grads = True
+    _group_defaults = dict(nesterov=False, maximize=False, foreach=None, differentiable=False, fused=None)
 
     def __init__(
         self,
@@ -229,28 +295,28 @@ class SGD(CourseOptimizer):
         )
         super().__init__(params, defaults)
 
-    def _init_group(self, group: dict):
-        params = [p for p in group["params"] if p.grad is not None]
-        if not params:
-            return None
-        momentum = group["momentum"]
-        # With momentum=0 torch.optim stores no state at all; neither do we.
-        buffers = [self.state[p].get("momentum_buffer") for p in params] if momentum != 0 else []
-        options = dict(
+    def _state_keys(self, group: dict) -> tuple[str, ...]:
+        return ("momentum_buffer",)
+
+    def _init_state(self, p: Tensor, group: dict) -> None:
+        """Nothing to create in advance: the update starts the momentum buffer at the first gradient."""
+
+    def _update_options(self, group: dict) -> dict:
+        return dict(
             lr=as_float(group["lr"]),
-            momentum=momentum,
+            momentum=group["momentum"],
             dampening=group["dampening"],
             weight_decay=as_float(group["weight_decay"]),
             nesterov=group["nesterov"],
             maximize=group["maximize"],
         )
-        return (params, [p.grad for p in params], buffers), options
 
-    def _store_group_state(self, group: dict, tensor_lists) -> None:
-        # The update functions create a buffer at a parameter's first step with momentum.
-        params, _, buffers = tensor_lists
-        for p, b in zip(params, buffers):
-            self.state[p]["momentum_buffer"] = b
+    def _store_state(self, params: list[Tensor], tensor_lists) -> None:
+        for p, b in zip(params, tensor_lists[2]):
+            # With momentum=0 there is no buffer: torch.optim stores no state at all; neither do we.
+            if b is not None and "momentum_buffer" not in self.state[p]:
+                # The update saw a complex tensor as real pairs; the state keeps p's own dtype.
+                self.state[p]["momentum_buffer"] = torch.view_as_complex(b) if torch.is_complex(p) else b
 
 
 def _check_dampening(dampening) -> None:

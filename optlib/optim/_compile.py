@@ -1,0 +1,140 @@
+"""The fused path: one compiled kernel per parameter, built with ``torch.compile``.
+
+An optimizer step is memory-bound: an AdamW step reads θ, g, m, v and writes θ,
+m, v, 28 bytes per float32 parameter, and does a handful of flops on each. The
+loop and foreach paths run one kernel per operation, so they read and write the
+same tensors about ten times. A fused step does every operation of the update in
+one pass over memory. torch.optim hand-writes such a kernel per optimizer and
+device; optlib writes the update once, as ordinary tensor code, and lets
+Inductor generate the kernel (a vectorised C++/OpenMP loop on the CPU, a Triton
+kernel on CUDA).
+
+Three choices keep the compiled step fast and stable:
+
+* one kernel per parameter, compiled with dynamic shapes: one compilation serves
+  every tensor size, instead of a graph that unrolls all the model's tensors
+  (whose compile time grows with the model);
+* every hyperparameter enters as a 0-dim tensor, so a learning-rate scheduler
+  changes a value, not the graph (a changed Python float would recompile);
+* the per-parameter scalars that need a power (the bias corrections) are computed
+  once per step for all parameters of a bucket, outside the kernel: inside it
+  Inductor would recompute them for every vector of elements.
+
+The booleans of an update (maximize, nesterov, amsgrad, ...) are specialised:
+each combination in use compiles once per dtype.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+__all__ = ["FusedKernel", "check_fused_device", "fused_scalars", "advance_steps", "compile_seconds"]
+
+# Every (kernel, dtype, flags) combination is a compiled variant of the same code;
+# Dynamo's default of 8 per function would run the rest eagerly.
+_RECOMPILE_LIMIT = 64
+
+_COMPILE_SECONDS: dict[str, float] = {}
+
+
+def compile_seconds() -> dict[str, float]:
+    """Seconds each compiled variant took on its first call in this process (compilation included)."""
+    return dict(_COMPILE_SECONDS)
+
+
+def _unavailable_reason(device: torch.device) -> str | None:
+    if device.type not in ("cpu", "cuda"):
+        return f"it compiles for CPU and CUDA tensors only, and the parameters are on {device.type}"
+    if not torch._dynamo.is_dynamo_supported():
+        return "torch.compile does not support this Python version or platform"
+    if device.type == "cpu":
+        from torch._inductor import config
+
+        compilers = config.cpp.cxx if isinstance(config.cpp.cxx, tuple) else (config.cpp.cxx,)
+        if not any(c and shutil.which(c) for c in compilers):
+            return f"Inductor needs a C++ compiler for CPU kernels and none of {compilers} is installed"
+    else:
+        from torch.utils._triton import has_triton
+
+        if not has_triton():
+            return "Inductor needs Triton for CUDA kernels and it is not installed"
+    return None
+
+
+def check_fused_device(optimizer_name: str, device: torch.device) -> None:
+    """Raise RuntimeError, saying why and what to use instead, where the fused path cannot compile."""
+    reason = _unavailable_reason(device)
+    if reason is not None:
+        raise RuntimeError(
+            f"Invalid fused: optlib.{optimizer_name}(fused=True) builds its kernel with torch.compile, "
+            f"but {reason}. Use foreach=True (or leave fused unset) instead."
+        )
+
+
+def opmath_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the kernel's scalars are kept in: float64 for float64 tensors, float32 otherwise.
+
+    A bfloat16 β2 = 0.999 would round to 1.0 and v would never decay.
+    """
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def fused_scalars(device: torch.device, dtype: torch.dtype, **values: float) -> dict[str, Tensor]:
+    """Hyperparameters as 0-dim tensors on ``device``: a new value is new data, not a recompile."""
+    dtype = opmath_dtype(dtype)
+    return {name: torch.tensor(float(value), dtype=dtype, device=device) for name, value in values.items()}
+
+
+def advance_steps(steps: list[Tensor], dtype: torch.dtype) -> Tensor:
+    """Add 1 to every step counter and return the counts as one vector in the kernel's scalar dtype."""
+    torch._foreach_add_(steps, torch.ones((), dtype=steps[0].dtype, device=steps[0].device))
+    return torch.stack(steps).to(opmath_dtype(dtype))
+
+
+class FusedKernel:
+    """A per-parameter update function, compiled on first use.
+
+    ``kernel(param, grad, *state, **scalars_and_flags)`` updates the tensors in place.
+    """
+
+    def __init__(self, update: Callable[..., None]) -> None:
+        self.update = update
+        self.name = update.__name__
+        self._compiled: Callable[..., None] | None = None
+
+    def __call__(self, optimizer_name: str, tensors: list[list[Tensor | None]], **kwargs) -> None:
+        """Run the kernel once per parameter; ``tensors`` are aligned lists (param, grad, state...).
+
+        Scalar keyword arguments may be a 0-dim tensor shared by all parameters or
+        a list with one 0-dim tensor per parameter.
+        """
+        params = tensors[0]
+        if not params:
+            return
+        check_fused_device(optimizer_name, params[0].device)
+        if self._compiled is None:
+            self._compiled = torch.compile(self.update, fullgraph=True, dynamic=True)
+        per_param = {k: v for k, v in kwargs.items() if isinstance(v, (list, tuple))}
+        shared = {k: v for k, v in kwargs.items() if k not in per_param}
+        flags = tuple(sorted((k, v) for k, v in shared.items() if isinstance(v, bool)))
+        variant = f"{optimizer_name}:{self.name}[{params[0].dtype}, {params[0].device.type}, {flags}]"
+        with torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT):
+            for i, row in enumerate(zip(*tensors)):
+                scalars = {k: v[i] for k, v in per_param.items()}
+                if variant in _COMPILE_SECONDS:
+                    self._compiled(*row, **shared, **scalars)
+                    continue
+                start = time.perf_counter()
+                try:
+                    self._compiled(*row, **shared, **scalars)
+                except Exception as err:  # a compiler failure is not the user's bad input
+                    raise RuntimeError(
+                        f"optlib.{optimizer_name}(fused=True) could not compile its update on "
+                        f"{params[0].device.type} ({type(err).__name__}: {err}). Use foreach=True instead."
+                    ) from err
+                _COMPILE_SECONDS[variant] = time.perf_counter() - start
