@@ -238,11 +238,10 @@ def test_each_exercise_links_to_its_solution(notebook):
 
 @pytest.fixture(params=NOTEBOOKS, ids=lambda p: p.stem)
 def solutions(request) -> tuple[Path, dict, dict]:
-    """(the solutions notebook, its content, the chapter's content)."""
+    """(the solutions notebook, its content, the chapter's content); every chapter must have one."""
     chapter = request.param
     path = _companion(chapter)
-    if not path.is_file():
-        pytest.fail(f"{chapter.name} has no solutions notebook {path.relative_to(ROOT)}")
+    assert path.is_file(), f"{chapter.name} has no solutions notebook {path.relative_to(ROOT)}"
     return path, _load(path), _load(chapter)
 
 
