@@ -32,6 +32,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import build_assignments  # noqa: E402  (the build command under test)
+from toc_notebooks import toc_entries  # noqa: E402  (the one reader of _toc.yml)
 
 ASSIGNMENTS = build_assignments.assignment_dirs()
 OTTER_RUN_TIMEOUT_S = 300
@@ -379,3 +380,30 @@ def test_student_notebook_has_no_solution_and_no_hidden_test(folder, built):
     assert info["hidden_lines"], f"{folder.name}: found no hidden tests in the master notebook"
     for kind, lines in leaked.items():
         assert not lines, f"{folder.name}: {kind} lines in the student notebook: {lines[:10]}"
+
+
+# --------------------------------------------------------------------------- the teachers' pages on the website
+
+
+TEACHERS = ROOT / "teachers"
+DOWNLOAD = re.compile(r"\{download\}`[^`<]*<([^>`]+)>`")
+
+
+@pytest.mark.parametrize("folder", ASSIGNMENTS, ids=_ids)
+def test_has_a_teachers_page_that_offers_the_student_notebook(folder):
+    page = TEACHERS / f"{folder.name}.md"
+    assert page.is_file(), f"{folder.name}: no page teachers/{folder.name}.md (goals, time, chapters, download)"
+    assert f"teachers/{folder.name}" in toc_entries(), f"teachers/{folder.name} is not in _toc.yml's part For teachers"
+    targets = DOWNLOAD.findall(page.read_text(encoding="utf-8"))
+    expected = f"../_build/assignments/{folder.name}/student/{folder.name}.ipynb"
+    assert targets == [expected], f"teachers/{folder.name}.md must offer exactly {{download}}`...<{expected}>`, it offers {targets}"
+
+
+def test_teachers_pages_belong_to_assignments_and_offer_no_solution():
+    for page in sorted(TEACHERS.glob("*.md")):
+        if re.match(r"\d\d_", page.name):
+            assert (ROOT / "assignments" / page.stem / f"{page.stem}.ipynb").is_file(), (
+                f"teachers/{page.name} describes an assignment that does not exist"
+            )
+        for target in DOWNLOAD.findall(page.read_text(encoding="utf-8")):
+            assert "/student/" in target and "autograder" not in target, f"teachers/{page.name} offers {target}: only student notebooks"
