@@ -208,6 +208,8 @@ def test_chapter_has_three_exercises_and_no_solution_in_it(notebook):
     assert not inline, f"{path.name}: {inline} directives in the chapter; solutions go to {_companion(path).relative_to(ROOT)}"
 
 
+# An exercise directive and its body, up to the closing fence of the same length (so fenced code inside is fine).
+EXERCISE_BLOCK = re.compile(r"^(?P<fence>`{3,}|:{3,})\{exercise\}[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.MULTILINE | re.DOTALL)
 # "## Exercise 3.2" -> "exercise-32": the anchor MyST (myst_heading_anchors) and GitHub give the heading.
 HEADING = re.compile(r"^#{1,3} +(.+?) *$", re.MULTILINE)
 
@@ -221,12 +223,14 @@ def test_each_exercise_links_to_its_solution(notebook):
     companion = _companion(path)
     assert companion.is_file(), f"{path.name}: no solutions notebook {companion.relative_to(ROOT)}"
     anchors = {_slug(h) for h in HEADING.findall(_markdown(_load(companion)))}
-    cells = [_source(c) for c in nb["cells"] if c["cell_type"] == "markdown"]
+    bodies = {}
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            for match in EXERCISE_BLOCK.finditer(_source(cell)):
+                label = re.search(r"^[ \t]*:label:[ \t]*(\S+)", match.group("body"), re.MULTILINE)
+                bodies[label.group(1) if label else None] = match.group("body")
     for label in _exercise_labels(nb):
-        # The exercise directive's body: from its :label: line to the directive's closing fence.
-        body = next(re.search(rf":label: *{re.escape(label)}\n(.*?)^(`{{3,}}|:{{3,}})\s*$", text, re.MULTILINE | re.DOTALL)
-                    for text in cells if f":label: {label}" in text)
-        links = re.findall(r"\]\((solutions/[^)#\s]+)(?:#([\w-]+))?\)", body.group(1))
+        links = re.findall(r"\]\((solutions/[^)#\s]+)(?:#([\w-]+))?\)", bodies.get(label, ""))
         assert links, f"{path.name}: exercise {label} does not end with a link [Solution](solutions/...#exercise-Nk)"
         target, anchor = links[-1]
         assert CHAPTER_DIR / target == companion, f"{path.name}: {label} links to {target}, not to {companion.name}"
