@@ -32,6 +32,7 @@ _SUBMODULES = (
     "experiment",   # a chapter's closing experiment: optimizers compared on a model
     "benchmark",    # the course's benchmark: fair tuning, many seeds
     "scale",        # bytes moved per step and memory held per device, at scale
+    "distributed",  # the optimizers under DDP, ZeRO-1 and FSDP2 on N processes
 )
 
 _index: dict[str, str] | None = None

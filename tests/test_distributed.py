@@ -1,0 +1,128 @@
+"""optlib's optimizers under DDP, ZeRO-1 and FSDP2 on 2 CPU processes (gloo on 127.0.0.1).
+
+Starting processes costs seconds, so each wrapper starts them twice in all: once for the
+uninterrupted runs of every optimizer (each saving a checkpoint at step 10) and once, fresh,
+for the runs that resume from those checkpoints. The tests then read the results per
+(wrapper, optimizer, path), so a failure names all three.
+"""
+
+import pytest
+import torch
+
+from optlib.data import load_digits
+from optlib.distributed import (
+    DEMO_HYPERPARAMETERS,
+    run_on_processes,
+    train_distributed,
+    train_runs,
+)
+
+pytestmark = [
+    pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch has no torch.distributed"),
+    # torch.distributed.optim scripts its functional optimizers with torch.jit on import: torch's, not ours.
+    pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning"),
+]
+
+WRAPPERS = ("ddp", "zero1", "fsdp")
+OPTIMIZERS = ("SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "NAdam", "NesterovAdamW")
+PATHS = {"loop": False, "foreach": True}  # the single-tensor and the torch._foreach_* update
+CASES = [(name, path) for name in OPTIMIZERS for path in PATHS]
+CASE_IDS = [f"{name}-{path}" for name, path in CASES]
+WORLD_SIZE, STEPS, SAVE_AT = 2, 20, 10
+
+
+def _run(strategy: str, name: str, path: str, **extra) -> dict:
+    hyperparameters = {**DEMO_HYPERPARAMETERS[name], "foreach": PATHS[path]}
+    return dict(strategy=strategy, optimizer=name, steps=STEPS, hyperparameters=hyperparameters,
+                return_parameters=True, **extra)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    splits = load_digits()
+    return splits.X_train, splits.y_train
+
+
+@pytest.fixture(scope="module")
+def one_process(digits):
+    """Each optimizer on one process and the whole global batch: the trajectory to reproduce."""
+    return {case: train_distributed(**_run("single", *case), data=digits) for case in CASES}
+
+
+@pytest.fixture(scope="module")
+def spawned(digits, tmp_path_factory):
+    """spawned(wrapper, resumed) -> {case: [result of rank 0, result of rank 1]}, run once per wrapper."""
+    cache = {}
+
+    def get(wrapper: str, resumed: bool = False) -> dict:
+        key = (wrapper, resumed)
+        if key not in cache:
+            if resumed:
+                get(wrapper)  # the checkpoints come from the uninterrupted runs
+            checkpoints = tmp_path_factory.getbasetemp() / f"checkpoints_{wrapper}"
+            runs = [
+                _run(wrapper, name, path, checkpoint_dir=str(checkpoints / f"{name}_{path}"),
+                     **({"resume": True} if resumed else {"save_at": SAVE_AT}))
+                for name, path in CASES
+            ]
+            per_rank = run_on_processes(train_runs, WORLD_SIZE, args=(runs, digits), timeout_s=120)
+            cache[key] = {case: [per_rank[rank][i] for rank in range(WORLD_SIZE)] for i, case in enumerate(CASES)}
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("wrapper", WRAPPERS)
+def test_two_processes_follow_one_process(spawned, one_process, wrapper, case):
+    reference = one_process[case]
+    for result in spawned(wrapper)[case]:
+        assert result["world_size"] == WORLD_SIZE and result["start_step"] == 0
+        assert result["parameters"].keys() == reference["parameters"].keys()
+        for name, value in result["parameters"].items():
+            torch.testing.assert_close(
+                value, reference["parameters"][name],
+                msg=lambda m, name=name: f"{wrapper}, {case}, parameter {name} after {STEPS} steps: {m}",
+            )
+        torch.testing.assert_close(result["losses"], reference["losses"], rtol=1e-5, atol=1e-6)
+    # The reference moves: a test that compared parameters which never left their start would pass vacuously.
+    assert reference["losses"][-1] < 0.95 * reference["losses"][0]
+    rank0, rank1 = spawned(wrapper)[case]
+    for name in rank0["parameters"]:
+        assert torch.equal(rank0["parameters"][name], rank1["parameters"][name]), f"ranks disagree on {name}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("wrapper", WRAPPERS)
+def test_sharded_wrappers_hold_half_the_optimizer_state(spawned, one_process, wrapper, case):
+    whole_state = one_process[case]["optimizer_state_bytes"]
+    whole_model = one_process[case]["parameter_bytes"]
+    results = spawned(wrapper)[case]
+    state = [r["optimizer_state_bytes"] for r in results]
+    params = [r["parameter_bytes"] for r in results]
+    assert whole_state >= whole_model  # every optimizer here keeps at least one buffer per parameter
+    if wrapper == "ddp":
+        assert state == [whole_state] * WORLD_SIZE and params == [whole_model] * WORLD_SIZE
+        return
+    # Nothing lost: the shards cover the state (FSDP repeats the scalar step counters on every rank).
+    assert sum(state) >= whole_state
+    for share in state:
+        assert abs(share / whole_state - 1 / WORLD_SIZE) < 0.1, f"{wrapper} rank holds {share} of {whole_state} B"
+    if wrapper == "zero1":
+        assert params == [whole_model] * WORLD_SIZE  # ZeRO-1 shards the optimizer state only
+    else:
+        assert sum(params) == whole_model and all(abs(p / whole_model - 0.5) < 0.05 for p in params)
+        assert [r["gradient_bytes"] for r in results] == params
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("wrapper", WRAPPERS)
+def test_checkpoint_resumes_bit_identically_in_fresh_processes(spawned, wrapper, case):
+    uninterrupted = spawned(wrapper)[case]
+    resumed = spawned(wrapper, resumed=True)[case]
+    for before, after in zip(uninterrupted, resumed):
+        assert after["start_step"] == SAVE_AT and len(after["losses"]) == STEPS - SAVE_AT
+        assert after["losses"] == before["losses"][SAVE_AT:]
+        for name, value in after["parameters"].items():
+            assert torch.equal(value, before["parameters"][name]), f"{wrapper}, {case}: {name} differs after resuming"
+        assert after["optimizer_state_bytes"] == before["optimizer_state_bytes"]
