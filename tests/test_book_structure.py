@@ -120,7 +120,7 @@ def test_every_chapter_notebook_is_in_the_toc_and_vice_versa():
     toc_notebooks = {p for p in in_toc if p.suffix == ".ipynb"}
     outside = toc_notebooks - on_disk - set(SOLUTION_NOTEBOOKS)
     assert outside == set(), f"_toc.yml notebooks outside chapters/ and chapters/solutions/: {sorted(map(str, outside))}"
-    assert len(NOTEBOOKS) == 12, f"the course has 12 chapters, chapters/ holds {len(NOTEBOOKS)}"
+    assert len(NOTEBOOKS) == 13, f"the course has 13 chapters, chapters/ holds {len(NOTEBOOKS)}"
 
 
 def test_every_solutions_notebook_belongs_to_a_chapter_and_is_in_the_toc():
