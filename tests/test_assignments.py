@@ -186,7 +186,7 @@ def built(build_root):
         if folder not in _BUILT:
             done = subprocess.run(
                 [sys.executable, str(ROOT / "scripts" / "build_assignments.py"), folder.name[:2], "--out", str(build_root)],
-                capture_output=True, text=True, timeout=OTTER_RUN_TIMEOUT_S,
+                check=False, capture_output=True, text=True, timeout=OTTER_RUN_TIMEOUT_S,
             )
             assert done.returncode == 0, f"building {folder.name} failed:\n{done.stdout}\n{done.stderr}"
             out = build_root / folder.name
@@ -214,7 +214,7 @@ def otter_run(notebook: Path, autograder: Path, workdir: Path, *, debug: bool) -
     command = [sys.executable, "-m", "otter", "run", "--no-logo", "-a", str(autograder), "-o", str(results), str(submission)]
     if debug:
         command.insert(4, "--debug")
-    done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=OTTER_RUN_TIMEOUT_S)
+    done = subprocess.run(command, check=False, cwd=workdir, capture_output=True, text=True, timeout=OTTER_RUN_TIMEOUT_S)
     assert done.returncode == 0, f"otter run failed on {notebook.name} (exit status {done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     return _load(results / "results.json")
 
