@@ -236,13 +236,13 @@ def _timed(fn, device: torch.device, repeats: int) -> list[float]:
     return times
 
 
-def measure_bandwidth(n_elements: int = 1 << 24, repeats: int = 9, device: str | torch.device = "cpu") -> float:
+def measure_bandwidth(n_elements: int = 1 << 25, repeats: int = 9, device: str | torch.device = "cpu") -> float:
     """Memory bandwidth in bytes/s, from the fastest of ``repeats`` runs of ``a += s·b`` on float32 vectors.
 
     The kernel has an optimizer step's access pattern (read two vectors, write one
     of them back in place, 12 bytes per element, no write to memory it did not
     read). Each vector must be much larger than the last-level cache (the default
-    is 64 MiB) or the result is the cache's bandwidth, not the memory's. The
+    is 128 MiB) or the result is the cache's bandwidth, not the memory's. The
     fastest run is kept, as the STREAM benchmark does (McCalpin 1995): other
     programs sharing the machine can only slow a run down, so the fastest is the
     best estimate of what the memory can deliver.
