@@ -2,7 +2,7 @@
 
 Each chapter notebook is in ``_toc.yml``, stored without outputs, runs in Colab
 (its first cell installs optlib only when it is missing), and has the parts every
-chapter has: an algorithm box (chapters 2-11), at least three exercises, and
+chapter has: an algorithm box (all but chapters 1 and 12), at least three exercises, and
 citations of entries that exist in ``references.bib``.
 
 Solutions form: chapters/NN_slug.ipynb holds each {exercise} (with its :label:) ending in a link
