@@ -228,13 +228,14 @@ def assert_foreach_matches_single(
     groups: Sequence[dict] | None = None,
     rtol: float | None = None,
     atol: float | None = None,
+    path: str = "foreach",
 ) -> None:
-    """The loop and the foreach path give the same params and the same state (dtype-default tolerances)."""
+    """The loop and the foreach (or fused) path give the same params and state (dtype-default tolerances)."""
     kwargs = dict(kwargs or {})
     params_s, opt_s, _ = run(opt_cls, {**kwargs, "foreach": False}, steps, dtype=dtype, groups=groups)
-    params_f, opt_f, _ = run(opt_cls, {**kwargs, "foreach": True}, steps, dtype=dtype, groups=groups)
+    params_f, opt_f, _ = run(opt_cls, {**kwargs, path: True}, steps, dtype=dtype, groups=groups)
     tol = {} if rtol is None else {"rtol": rtol, "atol": atol if atol is not None else 0.0}
-    what = f"{opt_cls.__name__} single vs foreach ({dtype}):"
+    what = f"{opt_cls.__name__} single vs {path} ({dtype}):"
     assert_params_close(params_f, params_s, what, **tol)
     assert_states_close(opt_f, params_f, opt_s, params_s, what, **tol)
 

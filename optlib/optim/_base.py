@@ -226,7 +226,8 @@ class CourseOptimizer(Optimizer):
         super().__init__(check_params_not_empty(params), defaults)
 
     def _check_flags(self, options: dict) -> None:
-        reject_unsupported_flags(type(self).__name__, **{name: options.get(name) for name in self._unsupported})
+        # The fused conflicts first: torch.optim raises RuntimeError for them even where
+        # the other flag (differentiable) would be refused on its own.
         if options.get("fused"):
             name = type(self).__name__
             if self._fused is None:
@@ -235,6 +236,7 @@ class CourseOptimizer(Optimizer):
                 raise RuntimeError("Invalid fused: `fused` and `foreach` cannot be `True` together.")
             if options.get("differentiable"):
                 raise RuntimeError("Invalid fused: `fused` does not support `differentiable`")
+        reject_unsupported_flags(type(self).__name__, **{name: options.get(name) for name in self._unsupported})
 
     # The hooks a subclass fills in.
     def _state_keys(self, group: dict) -> tuple[str, ...]:

@@ -96,6 +96,33 @@ def advance_steps(steps: list[Tensor], dtype: torch.dtype) -> Tensor:
     return torch.stack(steps).to(opmath_dtype(dtype))
 
 
+def _dense(t: Tensor) -> bool:
+    """Whether t's elements fill one block of memory without gaps or overlaps (any dim order)."""
+    expected = 1
+    for stride, size in sorted((st, sz) for sz, st in zip(t.shape, t.stride()) if sz != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _flat(row: tuple[Tensor | None, ...]) -> tuple[Tensor | None, ...] | None:
+    """One parameter's tensors as 1-D views of their memory, or None where that is impossible.
+
+    The update is elementwise, so only which elements pair up matters: tensors of one
+    shape and one dense layout (contiguous, or e.g. all transposed alike) pair up
+    element by element in memory order too. Flat views let one compiled kernel serve
+    matrices, vectors and 0-dim parameters alike (Dynamo compiles once per rank).
+    """
+    tensors = [t for t in row if t is not None]
+    first = tensors[0]
+    if not all(t.shape == first.shape and t.stride() == first.stride() for t in tensors):
+        return None
+    if not _dense(first):
+        return None
+    return tuple(None if t is None else t.as_strided((t.numel(),), (1,)) for t in row)
+
+
 class FusedKernel:
     """A per-parameter update function, compiled on first use.
 
@@ -126,6 +153,13 @@ class FusedKernel:
         with torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT):
             for i, row in enumerate(zip(*tensors)):
                 scalars = {k: v[i] for k, v in per_param.items()}
+                flat = _flat(row)
+                if flat is None:
+                    # Tensors with gaps or with layouts that differ between param, grad and
+                    # state (rare) run the same update uncompiled, one operation at a time.
+                    self.update(*row, **shared, **scalars)
+                    continue
+                row = flat
                 if variant in _COMPILE_SECONDS:
                     self._compiled(*row, **shared, **scalars)
                     continue

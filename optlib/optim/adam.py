@@ -321,11 +321,20 @@ class _AdamFamily(CourseOptimizer):
         )
 
 
-def _check_adam_arguments(lr, betas, eps, weight_decay) -> None:
+def _check_adam_arguments(lr, betas, eps, weight_decay, foreach) -> None:
     check_lr(lr)
     check_betas(betas)
     check_non_negative("eps", eps)
     check_non_negative("weight_decay", weight_decay)
+    # torch.optim.Adam's rules for tensor hyperparameters, with its exception type.
+    if isinstance(betas[0], Tensor) != isinstance(betas[1], Tensor):
+        raise ValueError(f"Invalid betas: {betas!r}; betas must be either both floats or both Tensors")
+    for name, value in (("lr", lr), ("betas[0]", betas[0]), ("betas[1]", betas[1])):
+        if isinstance(value, Tensor) and foreach:
+            raise ValueError(
+                f"Invalid {name}: a Tensor {name} is not supported with foreach=True "
+                "(torch.optim needs capturable=True for it, which optlib does not implement); pass a float"
+            )
 
 
 class Adam(_AdamFamily):
@@ -401,7 +410,7 @@ class Adam(_AdamFamily):
         fused: bool | None = None,
         decoupled_weight_decay: bool = False,
     ) -> None:
-        _check_adam_arguments(lr, betas, eps, weight_decay)
+        _check_adam_arguments(lr, betas, eps, weight_decay, foreach)
         defaults = {
             "lr": lr,
             "betas": tuple(betas),

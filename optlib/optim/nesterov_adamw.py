@@ -88,7 +88,7 @@ class NesterovAdamW(_AdamFamily):
         maximize: bool = False,
         fused: bool | None = None,
     ) -> None:
-        _check_adam_arguments(lr, betas, eps, weight_decay)
+        _check_adam_arguments(lr, betas, eps, weight_decay, foreach)
         defaults = {
             "lr": lr,
             "betas": tuple(betas),

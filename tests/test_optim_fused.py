@@ -1,0 +1,123 @@
+"""optlib's fused path (one compiled kernel per parameter) against its readable loop, and its contract.
+
+* the same trajectory and state as the single-tensor loop, in float32 and float64,
+  on the harness's awkward parameters (0-dim, transposed, strided with gaps, a
+  parameter that never has a gradient, one that sometimes has none), with param groups;
+* a state_dict saved mid-run resumes bit for bit, and loads into torch.optim's fused twin;
+* a learning-rate scheduler changes a value, not the compiled graph;
+* where compilation is impossible, fused=True says why and what to use instead;
+* torch.optim's rules for fused (no foreach, no differentiable, no sparse gradients).
+
+Compilation dominates the run time, so the cases are few and share compiled kernels.
+
+The fused path is compared with optlib's loop, which test_optim_*.py compares with
+torch.optim's loop, not with torch.optim's fused kernels directly: in torch 2.13
+those depart from torch's own loop on the harness's strided parameter (a view with
+gaps: up to 5e3 apart for SGD, 2 for AdamW after 100 steps), where optlib's fused
+path runs its update uncompiled and matches.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import optlib
+from optim_harness import (
+    DTYPES,
+    assert_foreach_matches_single,
+    assert_state_dict_roundtrip,
+    run,
+)
+from optlib.optim._compile import compile_seconds
+
+# (optimizer, options that exercise each branch of its kernel)
+CASES = [
+    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    ("SGD", dict(lr=0.05, momentum=0.8, dampening=0.3, maximize=True)),
+    ("SGD", dict(lr=0.05)),
+    ("Adagrad", dict(lr=0.1, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1)),
+    ("Adam", dict(lr=0.01, weight_decay=0.01, amsgrad=True)),
+    ("AdamW", dict(lr=0.01, maximize=True)),
+    ("NAdam", dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
+    ("NAdam", dict(lr=0.01, weight_decay=0.01)),
+    ("NesterovAdamW", dict(lr=0.01, betas=(0.0, 0.99))),
+    ("NesterovAdamW", dict(lr=0.01, nesterov=False, weight_decay=0.0)),
+]
+IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for name, kw in CASES]
+
+
+@DTYPES
+@pytest.mark.parametrize("name,kwargs", CASES, ids=IDS)
+def test_fused_matches_single_tensor(name, kwargs, dtype):
+    assert_foreach_matches_single(getattr(optlib, name), kwargs, steps=30, dtype=dtype, path="fused")
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adagrad", "Adam", "NAdam", "NesterovAdamW"])
+def test_fused_matches_single_tensor_with_param_groups(name):
+    kwargs = dict(CASES[[n for n, _ in CASES].index(name)][1])
+    lr = kwargs.pop("lr")
+    groups = [dict(lr=lr), dict(lr=lr / 3)]
+    assert_foreach_matches_single(getattr(optlib, name), kwargs | {"lr": lr}, steps=20, groups=groups, path="fused")
+
+
+@pytest.mark.parametrize("name,kwargs", [CASES[0], CASES[4], CASES[8]], ids=[IDS[0], IDS[4], IDS[8]])
+def test_fused_state_dict_roundtrip(name, kwargs):
+    assert_state_dict_roundtrip(getattr(optlib, name), {**kwargs, "fused": True}, steps=10, via_bytes=True)
+
+
+def test_a_scheduler_changes_lr_without_recompiling():
+    def schedule(opt):
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 / (1 + t))
+
+    kwargs = dict(lr=0.01, weight_decay=0.01, fused=True)
+    params, opt, _ = run(optlib.NesterovAdamW, kwargs, steps=3, scheduler=schedule)  # compiles what it needs
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    variants = compile_seconds()
+    lr_before = opt.param_groups[0]["lr"]
+    run(optlib.NesterovAdamW, kwargs, steps=20, params=params, optimizer=opt, scheduler=schedule, first_step=3)
+    assert opt.param_groups[0]["lr"] != lr_before
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs, "a new lr compiled a new graph"
+    assert compile_seconds().keys() == variants.keys()
+
+
+def test_compile_time_is_recorded():
+    run(optlib.AdamW, dict(lr=0.01, fused=True), steps=2)
+    recorded = {k: v for k, v in compile_seconds().items() if k.startswith("AdamW:")}
+    assert recorded and all(seconds > 0 for seconds in recorded.values())
+
+
+def test_without_a_compiler_fused_says_why_and_what_instead(monkeypatch):
+    from torch._inductor import config
+
+    monkeypatch.setattr(config.cpp, "cxx", ("no-such-c++-compiler",))
+    params = [torch.nn.Parameter(torch.ones(3))]
+    params[0].grad = torch.ones(3)
+    opt = optlib.AdamW(params, fused=True)
+    with pytest.raises(RuntimeError, match=r"C\+\+ compiler.*foreach=True"):
+        opt.step()
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adagrad", "Adam", "AdamW"])
+@pytest.mark.parametrize("flags,message", [(dict(foreach=True), "foreach"), (dict(differentiable=True), "differentiable")])
+def test_fused_refuses_what_torch_refuses_with_its_error_type(name, flags, message):
+    params = [torch.nn.Parameter(torch.ones(3))]
+    with pytest.raises(RuntimeError):
+        getattr(torch.optim, name)(params, fused=True, **flags)
+    with pytest.raises(RuntimeError, match=message):
+        getattr(optlib, name)(params, fused=True, **flags)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adagrad"])
+def test_fused_refuses_sparse_gradients(name):
+    emb = torch.nn.Embedding(5, 2, sparse=True)
+    emb(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(RuntimeError, match="sparse"):
+        getattr(optlib, name)(emb.parameters(), lr=0.1, fused=True).step()
+
+
+def test_rmsprop_has_no_fused_path_as_in_torch():
+    params = [torch.nn.Parameter(torch.ones(3))]
+    for cls in (torch.optim.RMSprop, optlib.RMSprop):
+        with pytest.raises(TypeError):
+            cls(params, fused=True)
