@@ -35,12 +35,17 @@ _SUBMODULES = (
     "distributed",  # the optimizers under DDP, ZeRO-1 and FSDP2 on N processes
 )
 
-_index: dict[str, str] | None = None
+# Public name -> submodule, filled in as submodules are imported, in the order above.
+_index: dict[str, str] = {}
+_indexed: set[str] = set()
 
 
-def _build_index() -> dict[str, str]:
-    index = {}
+def _index_next() -> bool:
+    """Import the next submodule not yet indexed and record its names; False when none is left."""
     for name in _SUBMODULES:
+        if name in _indexed:
+            continue
+        _indexed.add(name)
         try:
             module = importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as err:
@@ -48,23 +53,23 @@ def _build_index() -> dict[str, str]:
                 continue  # a module not written yet must not break the others
             raise
         for public in getattr(module, "__all__", ()):
-            index.setdefault(public, name)
-    return index
+            _index.setdefault(public, name)
+        return True
+    return False
 
 
 def __getattr__(attr: str):
-    global _index
     if attr in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{attr}")
-    if _index is None:
-        _index = _build_index()
-    if attr in _index:
-        return getattr(importlib.import_module(f"{__name__}.{_index[attr]}"), attr)
-    raise AttributeError(f"module 'optlib' has no attribute {attr!r}")
+    # Import submodules one at a time until one lists the name: optlib.AdamW loads
+    # optlib.optim alone, and a script that only wants an optimizer pays only for it.
+    while attr not in _index:
+        if not _index_next():
+            raise AttributeError(f"module 'optlib' has no attribute {attr!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_index[attr]}"), attr)
 
 
 def __dir__():
-    global _index
-    if _index is None:
-        _index = _build_index()
+    while _index_next():
+        pass
     return sorted(set(globals()) | set(_index) | set(_SUBMODULES))
