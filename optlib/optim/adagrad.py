@@ -40,7 +40,7 @@ def _adagrad_single_tensor(
     eps: float,
     maximize: bool,
 ) -> None:
-    """One Adagrad step, one parameter at a time: the update as the chapters write it."""
+    """One Adagrad step, one parameter at a time: the readable version of the update."""
     for theta, g, v, step in zip(params, grads, state_sums, state_steps):
         step += 1
         g = -g if maximize else g
@@ -206,8 +206,23 @@ class Adagrad(CourseOptimizer):
             per-parameter loop, None to choose as torch.optim does (multi-tensor when
             every parameter is on CUDA).
         maximize: maximize the objective instead of minimizing it (default False).
-        differentiable, fused: accepted for compatibility with torch.optim.Adagrad;
-            optlib supports only their defaults and raises ValueError otherwise.
+        fused: True for one compiled kernel per parameter (``torch.compile``, CPU
+            and CUDA) that reads and writes each tensor once per step; it cannot
+            be combined with ``foreach=True`` or ``differentiable=True``.
+        differentiable: accepted for compatibility with torch.optim.Adagrad;
+            optlib supports only False and raises ValueError otherwise.
+
+    Example: minimise :math:`\lVert w\rVert^2` from :math:`w = (1, -2)`::
+
+        >>> import torch, optlib
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = optlib.Adagrad([w], lr=0.5)
+        >>> for _ in range(200):
+        ...     opt.zero_grad()
+        ...     (w ** 2).sum().backward()
+        ...     opt.step()
+        >>> bool(w.abs().max() < 0.05)
+        True
 
     Non-finite gradients: a NaN or Inf gradient enters the accumulator :math:`v` for
     good and then the parameters; optlib does not skip the step. ``optlib.train``

@@ -375,10 +375,25 @@ class Adam(_AdamFamily):
         foreach: True for the ``torch._foreach_*`` path, False for the per-parameter
             loop, None to choose the former when every parameter is on CUDA.
         maximize: maximize the objective instead of minimizing it (default False).
-        capturable, differentiable, fused: accepted for drop-in compatibility with
+        fused: True for one compiled kernel per parameter (``torch.compile``, CPU
+            and CUDA) that reads and writes each tensor once per step; it cannot
+            be combined with ``foreach=True`` or ``differentiable=True``.
+        capturable, differentiable: accepted for drop-in compatibility with
             torch.optim; optlib does not implement these modes and raises ValueError
             when one is turned on.
         decoupled_weight_decay: apply weight decay to θ directly, as AdamW (default False).
+
+    Example: minimise :math:`\lVert w\rVert^2` from :math:`w = (1, -2)`::
+
+        >>> import torch, optlib
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = optlib.Adam([w], lr=0.1)
+        >>> for _ in range(100):
+        ...     opt.zero_grad()
+        ...     (w ** 2).sum().backward()
+        ...     opt.step()
+        >>> bool(w.abs().max() < 0.05)
+        True
 
     A NaN or Inf gradient propagates into the moments and the parameters: optlib
     does not silently skip the step. ``optlib.train`` stops when the loss is not finite.

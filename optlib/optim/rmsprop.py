@@ -35,7 +35,7 @@ def _rmsprop_single_tensor(
     centered: bool,
     maximize: bool,
 ) -> None:
-    """One RMSprop step, one parameter at a time: the update as the chapters write it.
+    """One RMSprop step, one parameter at a time: the readable version of the update.
 
     ``grad_avgs`` is aligned with ``params`` when ``centered``, ``momentum_buffers``
     when ``momentum > 0``; otherwise they are empty.
@@ -163,6 +163,20 @@ class RMSprop(CourseOptimizer):
             every parameter is on CUDA).
         maximize: maximize the objective instead of minimizing it (default False).
         differentiable: accepted for compatibility with torch.optim.RMSprop; only False is supported.
+
+    RMSprop has no fused path, as in torch.optim (``fused=True`` is a TypeError there too).
+
+    Example: minimise :math:`\lVert w\rVert^2` from :math:`w = (1, -2)`::
+
+        >>> import torch, optlib
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = optlib.RMSprop([w], lr=0.01)
+        >>> for _ in range(300):
+        ...     opt.zero_grad()
+        ...     (w ** 2).sum().backward()
+        ...     opt.step()
+        >>> bool(w.abs().max() < 0.05)
+        True
 
     Non-finite gradients: a NaN or Inf gradient enters the running averages and then
     the parameters; optlib does not skip the step. ``optlib.train`` watches the loss

@@ -37,7 +37,7 @@ def _sgd_single_tensor(
     nesterov: bool,
     maximize: bool,
 ) -> None:
-    """One SGD step, one parameter at a time: the update as the chapters write it.
+    """One SGD step, one parameter at a time: the readable version of the update.
 
     ``momentum_buffers[i]`` is None before a parameter's first step with momentum;
     it is filled in here so the caller can store it in the optimizer state.
@@ -241,8 +241,23 @@ class SGD(CourseOptimizer):
         foreach: True for the multi-tensor (``torch._foreach``) path, False for the
             per-parameter loop, None to choose as torch.optim does (multi-tensor when
             every parameter is on CUDA).
-        differentiable, fused: accepted for compatibility with torch.optim.SGD; optlib
-            supports only their defaults and raises ValueError otherwise.
+        fused: True for one compiled kernel per parameter (``torch.compile``, CPU
+            and CUDA) that reads and writes each tensor once per step; it cannot
+            be combined with ``foreach=True`` or ``differentiable=True``.
+        differentiable: accepted for compatibility with torch.optim.SGD; optlib
+            supports only False and raises ValueError otherwise.
+
+    Example: minimise :math:`\lVert w\rVert^2` from :math:`w = (1, -2)`::
+
+        >>> import torch, optlib
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = optlib.SGD([w], lr=0.1, momentum=0.9)
+        >>> for _ in range(100):
+        ...     opt.zero_grad()
+        ...     (w ** 2).sum().backward()
+        ...     opt.step()
+        >>> bool(w.abs().max() < 0.05)
+        True
 
     Non-finite gradients: a NaN or Inf in a gradient propagates into the momentum
     buffer and the parameters; optlib does not skip the step. ``optlib.train``
