@@ -300,6 +300,17 @@ def test_first_code_cell_installs_optlib_and_otter_in_colab(folder):
 
 
 @pytest.mark.parametrize("folder", ASSIGNMENTS, ids=_ids)
+def test_public_tests_work_in_colab(folder):
+    """Otter reads public tests from the notebook file, which Colab hides from the kernel (Otter then refuses
+    metadata tests); the set-up cell must fetch the notebook from Colab and write the tests to files."""
+    code = "\n".join(_source(c) for c in master(folder)["nb"]["cells"] if c["cell_type"] == "code")
+    assert "google.colab" in code and "get_ipynb" in code and "tests_dir=" in code, (
+        f"{folder.name}: in Colab, write the notebook's public tests to files and use otter.Notebook(tests_dir=...), "
+        "as assignments/01_gradient_descent's set-up cell does"
+    )
+
+
+@pytest.mark.parametrize("folder", ASSIGNMENTS, ids=_ids)
 def test_lists_at_least_two_typical_mistakes(folder):
     path = folder / "mistakes.json"
     assert path.is_file(), f"{folder.name}: no mistakes.json"
