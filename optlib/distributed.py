@@ -19,7 +19,8 @@ so N processes follow the trajectory of one process on the whole batch, up to th
 rounding of the reductions; the tests check it for every optimizer of the course.
 
 * :func:`sharding_demo` trains a chapter model under one strategy and returns, per rank,
-  the bytes of parameters, gradients and optimizer state it holds, and the loss.
+  the bytes of parameters, gradients and optimizer state it holds, and the loss;
+  :func:`compare_sharding` does it for several strategies in one start of the processes.
 * :func:`run_on_processes` spawns N processes, runs a module-level worker in each and
   collects what each returns; :func:`train_runs` is such a worker.
 * :func:`train_distributed` is the training run itself, for a process already in a process group
@@ -53,6 +54,7 @@ from torch import Tensor, nn
 __all__ = [
     "DEMO_HYPERPARAMETERS",
     "STRATEGIES",
+    "compare_sharding",
     "distribute",
     "full_parameters",
     "gradient_bytes",
@@ -154,13 +156,13 @@ def run_on_processes(worker: Callable, world_size: int = 2, args: Sequence = (),
     """Run ``worker(rank, world_size, *args)`` in ``world_size`` new processes; return their results by rank.
 
     Each process joins one process group (``backend``, gloo by default so that it runs on
-    the CPU); the processes meet through a file in a temporary folder, and gloo is kept on
-    the loopback interface (127.0.0.1), so nothing listens on or leaves the network. The processes are *spawned* (fresh Python
-    interpreters), which works from scripts, pytest and notebooks alike, at the price that
-    ``worker`` must be a function at the top level of an importable module (not one defined
-    in a notebook cell) and ``args`` must be picklable. What the worker returns must be
-    picklable by ``torch.save``; a worker that raises makes this call raise with the
-    worker's traceback.
+    the CPU). The processes meet through a file in a temporary folder, and gloo is kept on
+    the loopback interface (127.0.0.1), so nothing listens on the network. They are
+    *spawned* (fresh Python interpreters), which works from scripts, pytest and notebooks
+    alike, at the price that ``worker`` must be a function at the top level of an
+    importable module (not one defined in a notebook cell) and ``args`` must be picklable.
+    What the worker returns must be picklable by ``torch.save``; a worker that raises makes
+    this call raise with the worker's traceback (the other processes are stopped).
 
     Example::
 
@@ -270,6 +272,14 @@ def _check_strategy(strategy) -> str:
     return strategy
 
 
+def _require_process_group(strategy: str) -> None:
+    import torch.distributed as dist
+
+    if strategy != "single" and not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError(f"strategy {strategy!r} needs a process group: call torch.distributed.init_process_group "
+                           "first, or run through optlib.distributed.run_on_processes or torchrun")
+
+
 def distribute(model: nn.Module, strategy: str, optimizer: str | type = "AdamW",
                **hyperparameters) -> tuple[nn.Module, torch.optim.Optimizer]:
     """Wrap ``model`` for ``strategy`` and build the optimizer that goes with it.
@@ -291,9 +301,7 @@ def distribute(model: nn.Module, strategy: str, optimizer: str | type = "AdamW",
 
     _check_strategy(strategy)
     optimizer_class = _optimizer_class(optimizer)
-    if strategy != "single" and not dist.is_initialized():
-        raise RuntimeError(f"strategy {strategy!r} needs a process group: call torch.distributed.init_process_group "
-                           "first, or run through optlib.distributed.run_on_processes or torchrun")
+    _require_process_group(strategy)
     if strategy == "single":
         return model, optimizer_class(model.parameters(), **hyperparameters)
     if strategy in ("ddp", "zero1"):
@@ -421,6 +429,7 @@ def train_distributed(strategy: str, optimizer: str | type = "AdamW", *, steps: 
     _check_count("batch_size", batch_size, 1)
     _check_count("seed", seed, 0)
     distributed = strategy != "single"
+    _require_process_group(strategy)
     rank = dist.get_rank() if distributed else 0
     world_size = dist.get_world_size() if distributed else 1
     if batch_size % world_size:
@@ -518,12 +527,27 @@ def sharding_demo(strategy: str, optimizer: str = "AdamW", world_size: int = 2, 
     """
     if strategy not in STRATEGIES[1:]:
         raise ValueError(f"Invalid strategy: {strategy!r}; strategy must be one of {list(STRATEGIES[1:])}")
+    return compare_sharding((strategy,), optimizer, world_size, steps, **train_kwargs)
+
+
+def compare_sharding(strategies: Sequence[str] = ("ddp", "zero1", "fsdp"), optimizer: str = "AdamW",
+                     world_size: int = 2, steps: int = 5, **train_kwargs) -> list[dict]:
+    """:func:`sharding_demo` for several strategies, in one start of the processes.
+
+    Starting Python and torch is most of a demo's time, so comparing the strategies this way
+    costs about as much as one of them. Returns the dicts of :func:`sharding_demo`, strategy
+    by strategy, rank by rank.
+    """
+    strategies = list(strategies)
+    if not strategies or any(s not in STRATEGIES[1:] for s in strategies):
+        raise ValueError(f"Invalid strategies: {strategies!r}; each must be one of {list(STRATEGIES[1:])}")
     _optimizer_class(optimizer)
     _check_world_size(world_size)
     _check_count("steps", steps, 1)
     data = train_kwargs.pop("data", None) or _load_chapter_data()
-    run = {"strategy": strategy, "optimizer": optimizer, "steps": steps, **train_kwargs}
-    return [results[0] for results in run_on_processes(train_runs, world_size, args=([run], data))]
+    runs = [{"strategy": s, "optimizer": optimizer, "steps": steps, **train_kwargs} for s in strategies]
+    per_rank = run_on_processes(train_runs, world_size, args=(runs, data))
+    return [per_rank[rank][i] for i in range(len(runs)) for rank in range(world_size)]
 
 
 # --------------------------------------------------------------------------- launcher
@@ -579,13 +603,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     hyperparameters = dict(DEMO_HYPERPARAMETERS[args.optimizer])
     if args.lr is not None:
         hyperparameters["lr"] = args.lr
-    run = {"strategy": args.strategy, "optimizer": args.optimizer, "steps": args.steps,
-           "batch_size": args.batch_size, "seed": args.seed, "hyperparameters": hyperparameters}
+    options = {"batch_size": args.batch_size, "seed": args.seed, "hyperparameters": hyperparameters}
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
         _keep_gloo_on_loopback()
         dist.init_process_group("gloo")
         try:
-            result = train_distributed(**run)
+            result = train_distributed(args.strategy, args.optimizer, steps=args.steps, **options)
             gathered: list = [None] * dist.get_world_size()
             dist.all_gather_object(gathered, result)
         finally:
@@ -593,8 +616,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         if result["rank"] == 0:
             print(_report(gathered), flush=True)
         return gathered
-    _check_world_size(args.nproc)
-    results = [r[0] for r in run_on_processes(train_runs, args.nproc, args=([run], _load_chapter_data()))]
+    results = compare_sharding((args.strategy,), args.optimizer, args.nproc, args.steps, **options)
     print(_report(results), flush=True)
     return results
 

@@ -6,6 +6,8 @@ for the runs that resume from those checkpoints. The tests then read the results
 (wrapper, optimizer, path), so a failure names all three.
 """
 
+import re
+
 import pytest
 import torch
 
@@ -126,3 +128,50 @@ def test_checkpoint_resumes_bit_identically_in_fresh_processes(spawned, wrapper,
         for name, value in after["parameters"].items():
             assert torch.equal(value, before["parameters"][name]), f"{wrapper}, {case}: {name} differs after resuming"
         assert after["optimizer_state_bytes"] == before["optimizer_state_bytes"]
+
+
+def test_launcher_prints_what_each_rank_holds(capsys):
+    from optlib.distributed import main
+
+    results = main(["--nproc", "2", "--strategy", "zero1", "--optimizer", "NesterovAdamW", "--steps", "3"])
+    printed = capsys.readouterr().out
+    assert [r["rank"] for r in results] == [0, 1] and all(r["strategy"] == "zero1" for r in results)
+    assert results[0]["final_loss"] == results[1]["final_loss"] < results[0]["losses"][0]
+    for r in results:
+        kib = [f"{r[key] / 1024:,.1f} KiB" for key in ("parameter_bytes", "gradient_bytes", "optimizer_state_bytes")]
+        row = rf"^\s*{r['rank']}\s+{kib[0]}\s+{kib[1]}\s+{kib[2]}\s+{r['final_loss']:.4f}$"
+        assert re.search(row, printed, flags=re.MULTILINE), f"no row {row!r} in:\n{printed}"
+    assert "NesterovAdamW under zero1 on 2 processes, steps 1-3" in printed
+
+
+def _local_worker():
+    def worker(rank, world_size):
+        return rank
+
+    return worker
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: run_on_processes(_local_worker(), 2), ValueError, "Invalid worker: .*top level"),
+        (lambda: run_on_processes(train_runs, 0), ValueError, r"Invalid world_size: 0; .*\[1, 64\]"),
+        (lambda: train_distributed("zero2"), ValueError, "Invalid strategy: 'zero2'"),
+        (lambda: train_distributed("single", "Adamax"), ValueError, "Invalid optimizer: 'Adamax'"),
+        (lambda: train_distributed("single", steps=0), ValueError, "Invalid steps: 0"),
+        (lambda: train_distributed("single", steps=5, save_at=6, checkpoint_dir="x"), ValueError, "Invalid save_at: 6"),
+        (lambda: train_distributed("single", resume=True), ValueError, "Invalid checkpoint_dir: None"),
+        (lambda: train_distributed("fsdp"), RuntimeError, "needs a process group"),
+    ],
+    ids=["local worker", "world_size", "strategy", "optimizer", "steps", "save_at", "checkpoint_dir", "no group"],
+)
+def test_bad_input_is_refused_with_the_argument_named(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_sharding_demo_refuses_the_single_strategy():
+    from optlib.distributed import sharding_demo
+
+    with pytest.raises(ValueError, match=r"Invalid strategy: 'single'; strategy must be one of \['ddp', 'zero1', 'fsdp'\]"):
+        sharding_demo("single")
