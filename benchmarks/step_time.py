@@ -1,20 +1,25 @@
-"""Time per optimizer.step() of optlib against torch.optim, for 1M- and 10M-parameter models.
+"""Time per optimizer step against the memory-bandwidth limit, optlib beside torch.optim, in one run.
 
-    python benchmarks/step_time.py                 # CPU
-    python benchmarks/step_time.py --device cuda   # GPU, if there is one
+    python benchmarks/step_time.py                  # CPU: 10M and 50M parameters
+    python benchmarks/step_time.py --device cuda    # GPU: 10M, 50M and 1B parameters
 
-For each optimizer it times torch.optim with the per-parameter loop
-(foreach=False) and with the multi-tensor path (foreach=True), and optlib's two
-paths, and prints the medians with optlib/torch ratios. NesterovAdamW has no
-torch.optim twin; torch.optim.AdamW is its reference cost (its multi-tensor
-path does one more in-place addcdiv per step, its loop one more lerp).
+An optimizer step is memory-bound: AdamW reads θ, g, m, v and writes θ, m, v,
+28 bytes per float32 parameter, and does a few flops on each. So the fastest a
+step can be on a machine is (bytes per parameter × parameters) ÷ memory
+bandwidth. This script measures the bandwidth in the same run (a triad
+a = b + s·c over arrays as large as the model, 12 bytes per element), prints that
+limit for each method, and times six paths of each method side by side:
+torch.optim's for-loop, foreach and fused paths, and optlib's. Each time is given
+as a ratio to the limit (limit ÷ time: the fraction of the bandwidth the path
+reaches) and to ``torch.optim.AdamW(fused=True)``, today's fastest AdamW step.
 
-The parameters have the shapes of a small transformer (embedding, attention and
-MLP matrices, biases, layer-norm vectors), because the number and sizes of the
-tensors, not only the total, decide how much the multi-tensor path saves. The
-gradients are fixed random tensors, so only the optimizer is timed. The
-implementations are timed in turn, one step each, round after round, so a
-change in machine load affects them all alike.
+The parameters have the shapes of a four-block transformer (51 tensors), because
+the number of tensors, not only the total, decides what the multi-tensor and
+fused paths save. The gradients are fixed random tensors, so only the optimizer
+is timed. The implementations are timed in turn, one step each, round after
+round, so a change in machine load affects them all alike. optlib's fused path
+compiles its kernel on the first step; that time is printed separately (it is
+paid once per process, less when Inductor's on-disk cache already holds it).
 """
 
 from __future__ import annotations
@@ -30,17 +35,18 @@ import torch
 # Time the optlib of this checkout, whatever copy may be installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import optlib  # noqa: E402
+from optlib.optim._compile import compile_seconds  # noqa: E402
 
-# (optimizer, torch.optim twin or reference, keyword arguments for both)
-CASES = [
-    ("SGD", "SGD", dict(lr=1e-3, momentum=0.9)),
-    ("Adam", "Adam", dict(lr=1e-3)),
-    ("AdamW", "AdamW", dict(lr=1e-3, weight_decay=1e-2)),
-    ("Adagrad", "Adagrad", dict(lr=1e-2)),
-    ("RMSprop", "RMSprop", dict(lr=1e-3)),
-    ("NAdam", "NAdam", dict(lr=1e-3)),
-    ("NesterovAdamW", "AdamW", dict(lr=1e-3, weight_decay=1e-2)),
+FLOAT32 = 4
+# (label, optlib name, torch.optim twin, keyword arguments for both, float32 tensors read + written per parameter)
+METHODS = [
+    ("AdamW", "AdamW", "AdamW", dict(lr=1e-3, weight_decay=1e-2), 4 + 3),
+    ("NesterovAdamW", "NesterovAdamW", "AdamW", dict(lr=1e-3, weight_decay=1e-2), 4 + 3),
+    ("SGD momentum", "SGD", "SGD", dict(lr=1e-3, momentum=0.9), 3 + 2),
+    ("Adam", "Adam", "Adam", dict(lr=1e-3), 4 + 3),
 ]
+PATHS = ["loop", "foreach", "fused"]
+REFERENCE = ("AdamW", "torch", "fused")
 
 
 def transformer_shapes(d: int, layers: int, target: int) -> list[tuple[int, ...]]:
@@ -59,9 +65,11 @@ def transformer_shapes(d: int, layers: int, target: int) -> list[tuple[int, ...]
 
 
 MODELS = {
-    "1M": transformer_shapes(d=256, layers=1, target=1_000_000),
-    "10M": transformer_shapes(d=512, layers=3, target=10_000_000),
+    "10M": transformer_shapes(d=384, layers=4, target=10_000_000),
+    "50M": transformer_shapes(d=896, layers=4, target=50_000_000),
+    "1B": transformer_shapes(d=4096, layers=4, target=1_000_000_000),
 }
+CPU_MODELS = ["10M", "50M"]
 
 
 def _sync(device: torch.device) -> None:
@@ -69,80 +77,127 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def measure_bandwidth(n: int, device: torch.device, repeats: int = 20) -> float:
+    """Bytes per second of a = b + s·c over float32 arrays of n elements (read b, c; write a)."""
+    b = torch.rand(n, device=device)
+    c = torch.rand(n, device=device)
+    a = torch.empty(n, device=device)
+    times = []
+    for _ in range(repeats + 2):
+        _sync(device)
+        start = time.perf_counter()
+        torch.add(b, c, alpha=0.5, out=a)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return 3 * FLOAT32 * n / statistics.median(times[2:])
+
+
 def make_optimizers(opt_name: str, ref_name: str, kwargs: dict, shapes, device) -> dict:
-    """Four optimizers, each over its own copy of the same parameters and gradients."""
+    """One optimizer per (library, path), each over its own copy of the same parameters and gradients."""
     generator = torch.Generator().manual_seed(0)
     values = [torch.randn(s, generator=generator) for s in shapes]
     grads = [torch.randn(s, generator=generator) * 1e-2 for s in shapes]
-    impls = {
-        "torch loop": (getattr(torch.optim, ref_name), False),
-        "torch foreach": (getattr(torch.optim, ref_name), True),
-        "optlib loop": (getattr(optlib, opt_name), False),
-        "optlib foreach": (getattr(optlib, opt_name), True),
-    }
     optimizers = {}
-    for label, (cls, foreach) in impls.items():
-        params = [v.to(device).requires_grad_(True) for v in values]
-        for p, g in zip(params, grads):
-            p.grad = g.to(device)
-        optimizers[label] = cls(params, foreach=foreach, **kwargs)
+    for library, cls in (("torch", getattr(torch.optim, ref_name)), ("optlib", getattr(optlib, opt_name))):
+        for path in PATHS:
+            params = [v.to(device).requires_grad_(True) for v in values]
+            for p, g in zip(params, grads):
+                p.grad = g.to(device)
+            options = dict(foreach=False) if path == "loop" else dict(foreach=True) if path == "foreach" else dict(fused=True)
+            try:
+                optimizers[(library, path)] = cls(params, **kwargs, **options)
+            except (RuntimeError, ValueError, TypeError) as err:  # e.g. a torch.optim without a fused path
+                print(f"  ({library} {ref_name if library == 'torch' else opt_name} {path}: not available: {err})")
     return optimizers
 
 
-def time_steps(optimizers: dict, device: torch.device, warmup: int, repeats: int) -> dict[str, float]:
-    """Median seconds per step of each optimizer, timed in interleaved rounds."""
-    for opt in optimizers.values():
+def time_steps(optimizers: dict, device: torch.device, warmup: int, repeats: int) -> tuple[dict, dict]:
+    """Median seconds per step of each optimizer (interleaved rounds), and the first step's seconds."""
+    first = {}
+    for key, opt in optimizers.items():
+        _sync(device)
+        start = time.perf_counter()
+        opt.step()
+        _sync(device)
+        first[key] = time.perf_counter() - start
         for _ in range(warmup):
             opt.step()
     _sync(device)
-    samples: dict[str, list[float]] = {label: [] for label in optimizers}
+    samples: dict = {key: [] for key in optimizers}
     for _ in range(repeats):
-        for label, opt in optimizers.items():
+        for key, opt in optimizers.items():
             _sync(device)
             start = time.perf_counter()
             opt.step()
             _sync(device)
-            samples[label].append(time.perf_counter() - start)
-    return {label: statistics.median(s) for label, s in samples.items()}
+            samples[key].append(time.perf_counter() - start)
+    return {key: statistics.median(s) for key, s in samples.items()}, first
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--optimizers", nargs="+", default=[c[0] for c in CASES], choices=[c[0] for c in CASES])
-    parser.add_argument("--repeats", type=int, default=None, help="timed steps per implementation (default: by size)")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--models", nargs="+", default=None, choices=list(MODELS),
+                        help="model sizes (default: 10M 50M on the CPU, also 1B on CUDA)")
+    parser.add_argument("--methods", nargs="+", default=[m[0] for m in METHODS], choices=[m[0] for m in METHODS])
+    parser.add_argument("--repeats", type=int, default=7, help="timed steps per path (default 7)")
+    parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args()
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device here")
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"device: {device} ({name}); torch {torch.__version__}; optlib {optlib.__version__}; "
-          f"threads: {torch.get_num_threads()}")
+    models = args.models or (CPU_MODELS if device.type == "cpu" else list(MODELS))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {device} ({name}); torch {torch.__version__}; optlib {optlib.__version__}")
 
-    labels = ["torch loop", "torch foreach", "optlib loop", "optlib foreach"]
-    header = (f"{'model':>5} {'optimizer':<26}" + "".join(f"{label + ' ms':>18}" for label in labels)
-              + f"{'optlib/torch loop':>19}{'optlib/torch foreach':>22}")
-    print(header)
-    print("-" * len(header))
-    for model in args.models:
+    columns = [(lib, path) for lib in ("torch", "optlib") for path in PATHS]
+    for model in models:
         shapes = MODELS[model]
-        n_params = sum(torch.Size(s).numel() for s in shapes)
-        repeats = args.repeats or (60 if n_params < 3_000_000 else 20)
-        for opt_name, ref_name, kwargs in CASES:
-            if opt_name not in args.optimizers:
+        n = sum(torch.Size(s).numel() for s in shapes)
+        bandwidth = measure_bandwidth(n, device)
+        print(f"\n{model}: {n / 1e6:.1f}M float32 parameters in {len(shapes)} tensors; "
+              f"measured bandwidth {bandwidth / 1e9:.1f} GB/s (triad, {3 * FLOAT32 * n / 1e9:.2f} GB per pass); "
+              f"median of {args.repeats} steps")
+        results = {}
+        for label, opt_name, ref_name, kwargs, tensors in METHODS:
+            if label not in args.methods and label != REFERENCE[0]:
                 continue
             optimizers = make_optimizers(opt_name, ref_name, kwargs, shapes, device)
-            t = time_steps(optimizers, device, args.warmup, repeats)
-            label = opt_name + ("" if ref_name == opt_name else f" (vs {ref_name})")
-            print(f"{model:>5} {label:<26}" + "".join(f"{1e3 * t[lab]:>18.3f}" for lab in labels)
-                  + f"{t['optlib loop'] / t['torch loop']:>19.2f}"
-                  + f"{t['optlib foreach'] / t['torch foreach']:>22.2f}")
+            times, first = time_steps(optimizers, device, args.warmup, args.repeats)
+            limit = tensors * FLOAT32 * n / bandwidth
+            results[label] = (times, first, limit, tensors, ref_name)
             del optimizers
-        print(f"{model:>5}: {n_params / 1e6:.2f}M parameters in {len(shapes)} tensors, "
-              f"median of {repeats} steps after {args.warmup} warm-up steps")
+        reference = results[REFERENCE[0]][0].get(REFERENCE[1:])
+
+        header = (f"{'method':<15}{'B/param':>8}{'limit ms':>10}"
+                  + "".join(f"{lib + ' ' + path:>15}" for lib, path in columns))
+        print(header)
+        print("-" * len(header))
+        for label in args.methods:
+            times, first, limit, tensors, ref_name = results[label]
+            row_ms = "".join(f"{1e3 * times[c]:>15.1f}" if c in times else f"{'n/a':>15}" for c in columns)
+            row_bw = "".join(f"{limit / times[c]:>15.0%}" if c in times else f"{'':>15}" for c in columns)
+            row_ref = "".join(f"{times[c] / reference:>14.2f}x" if c in times and reference else f"{'':>15}" for c in columns)
+            twin = "" if ref_name == label.split()[0] else f" (torch columns: {ref_name})"
+            print(f"{label:<15}{tensors * FLOAT32:>8}{1e3 * limit:>10.1f}{row_ms}   ms per step{twin}")
+            print(f"{'':<33}{row_bw}   of the bandwidth limit (limit / time)")
+            print(f"{'':<33}{row_ref}   time / torch AdamW fused")
+            if ("optlib", "fused") in first:
+                print(f"{'':<33}optlib fused first step (compiles): {first[('optlib', 'fused')]:.1f} s")
+
+        if "NesterovAdamW" in results and reference:
+            ours = results["NesterovAdamW"][0].get(("optlib", "fused"))
+            limit = results["NesterovAdamW"][2]
+            if ours:
+                print(f"goal 1, {model}: optlib fused NesterovAdamW / torch fused AdamW = {ours / reference:.2f} "
+                      f"(goal <= 1.00: {'met' if ours <= reference else 'not met'})")
+                if device.type == "cpu" and model == "50M":
+                    print(f"goal 2, {model}: optlib fused NesterovAdamW reaches {limit / ours:.0%} of the bandwidth "
+                          f"limit (goal >= 70%: {'met' if limit / ours >= 0.7 else 'not met'})")
+    print("\ncompile seconds of each fused kernel variant (first call, this process):")
+    for variant, seconds in compile_seconds().items():
+        print(f"  {seconds:6.1f} s  {variant}")
 
 
 if __name__ == "__main__":
