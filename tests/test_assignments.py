@@ -11,10 +11,11 @@ soon as it lands), built with ``scripts/build_assignments.py`` once per test ses
    partial credit, and the output of the failing question names the mistake;
 5. no solution line and no hidden test reaches the student notebook;
 
-plus the layout of ASSIGNMENTS.md: 4-8 autograded and 1-2 written questions, learning goals, a
-time estimate of 60-120 minutes and the Colab install cell at the top. Each ``otter run``
-executes a notebook in a fresh kernel (about 5-20 s); tests are independent, so
-``pytest -n auto`` (pytest-xdist) spreads them over cores.
+plus the layout of ASSIGNMENTS.md (4-8 autograded and 1-2 written questions, learning goals, a
+time estimate of 60-120 minutes, the Colab install cell, public tests that work in Colab) and
+the website's part For teachers (a page per assignment that offers only the student notebook).
+Each ``otter run`` executes a notebook in a fresh kernel (about 5-20 s); the tests are
+independent, so pytest-xdist (``-n 2``), where installed, spreads them over cores.
 """
 
 from __future__ import annotations
