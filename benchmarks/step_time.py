@@ -52,12 +52,18 @@ REFERENCE = ("AdamW", "torch", "fused")
 def transformer_shapes(d: int, layers: int, target: int) -> list[tuple[int, ...]]:
     """Shapes of a `layers`-block transformer of width d, with the embedding sized to reach about `target`."""
     block = [
-        (d,), (d,),                     # layer norm 1
-        (3 * d, d), (3 * d,),           # q, k, v projection
-        (d, d), (d,),                   # attention output
-        (d,), (d,),                     # layer norm 2
-        (4 * d, d), (4 * d,),           # MLP up
-        (d, 4 * d), (d,),               # MLP down
+        (d,),
+        (d,),  # layer norm 1
+        (3 * d, d),
+        (3 * d,),  # q, k, v projection
+        (d, d),
+        (d,),  # attention output
+        (d,),
+        (d,),  # layer norm 2
+        (4 * d, d),
+        (4 * d,),  # MLP up
+        (d, 4 * d),
+        (d,),  # MLP down
     ]
     per_block = sum(torch.Size(s).numel() for s in block)
     vocab = max(1, (target - layers * per_block) // d)
@@ -103,7 +109,9 @@ def make_optimizers(opt_name: str, ref_name: str, kwargs: dict, shapes, device) 
             params = [v.to(device).requires_grad_(True) for v in values]
             for p, g in zip(params, grads):
                 p.grad = g.to(device)
-            options = dict(foreach=False) if path == "loop" else dict(foreach=True) if path == "foreach" else dict(fused=True)
+            options = (
+                dict(foreach=False) if path == "loop" else dict(foreach=True) if path == "foreach" else dict(fused=True)
+            )
             try:
                 optimizers[(library, path)] = cls(params, **kwargs, **options)
             except (RuntimeError, ValueError, TypeError) as err:  # e.g. a torch.optim without a fused path
@@ -137,8 +145,13 @@ def time_steps(optimizers: dict, device: torch.device, warmup: int, repeats: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--models", nargs="+", default=None, choices=list(MODELS),
-                        help="model sizes (default: 10M 50M on the CPU, also 1B on CUDA)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        choices=list(MODELS),
+        help="model sizes (default: 10M 50M on the CPU, also 1B on CUDA)",
+    )
     parser.add_argument("--methods", nargs="+", default=[m[0] for m in METHODS], choices=[m[0] for m in METHODS])
     parser.add_argument("--repeats", type=int, default=7, help="timed steps per path (default 7)")
     parser.add_argument("--warmup", type=int, default=2)
@@ -156,9 +169,11 @@ def main() -> None:
         shapes = MODELS[model]
         n = sum(torch.Size(s).numel() for s in shapes)
         bandwidth = measure_bandwidth(n, device)
-        print(f"\n{model}: {n / 1e6:.1f}M float32 parameters in {len(shapes)} tensors; "
-              f"measured bandwidth {bandwidth / 1e9:.1f} GB/s (triad, {3 * FLOAT32 * n / 1e9:.2f} GB per pass); "
-              f"median of {args.repeats} steps")
+        print(
+            f"\n{model}: {n / 1e6:.1f}M float32 parameters in {len(shapes)} tensors; "
+            f"measured bandwidth {bandwidth / 1e9:.1f} GB/s (triad, {3 * FLOAT32 * n / 1e9:.2f} GB per pass); "
+            f"median of {args.repeats} steps"
+        )
         results = {}
         for label, opt_name, ref_name, kwargs, tensors in METHODS:
             if label not in args.methods and label != REFERENCE[0]:
@@ -170,15 +185,18 @@ def main() -> None:
             del optimizers
         reference = results[REFERENCE[0]][0].get(REFERENCE[1:])
 
-        header = (f"{'method':<15}{'B/param':>8}{'limit ms':>10}"
-                  + "".join(f"{lib + ' ' + path:>15}" for lib, path in columns))
+        header = f"{'method':<15}{'B/param':>8}{'limit ms':>10}" + "".join(
+            f"{lib + ' ' + path:>15}" for lib, path in columns
+        )
         print(header)
         print("-" * len(header))
         for label in args.methods:
             times, first, limit, tensors, ref_name = results[label]
             row_ms = "".join(f"{1e3 * times[c]:>15.1f}" if c in times else f"{'n/a':>15}" for c in columns)
             row_bw = "".join(f"{limit / times[c]:>15.0%}" if c in times else f"{'':>15}" for c in columns)
-            row_ref = "".join(f"{times[c] / reference:>14.2f}x" if c in times and reference else f"{'':>15}" for c in columns)
+            row_ref = "".join(
+                f"{times[c] / reference:>14.2f}x" if c in times and reference else f"{'':>15}" for c in columns
+            )
             twin = "" if ref_name == label.split()[0] else f" (torch columns: {ref_name})"
             print(f"{label:<15}{tensors * FLOAT32:>8}{1e3 * limit:>10.1f}{row_ms}   ms per step{twin}")
             print(f"{'':<33}{row_bw}   of the bandwidth limit (limit / time)")
@@ -190,11 +208,15 @@ def main() -> None:
             ours = results["NesterovAdamW"][0].get(("optlib", "fused"))
             limit = results["NesterovAdamW"][2]
             if ours:
-                print(f"goal 1, {model}: optlib fused NesterovAdamW / torch fused AdamW = {ours / reference:.2f} "
-                      f"(goal <= 1.00: {'met' if ours <= reference else 'not met'})")
+                print(
+                    f"goal 1, {model}: optlib fused NesterovAdamW / torch fused AdamW = {ours / reference:.2f} "
+                    f"(goal <= 1.00: {'met' if ours <= reference else 'not met'})"
+                )
                 if device.type == "cpu" and model == "50M":
-                    print(f"goal 2, {model}: optlib fused NesterovAdamW reaches {limit / ours:.0%} of the bandwidth "
-                          f"limit (goal >= 70%: {'met' if limit / ours >= 0.7 else 'not met'})")
+                    print(
+                        f"goal 2, {model}: optlib fused NesterovAdamW reaches {limit / ours:.0%} of the bandwidth "
+                        f"limit (goal >= 70%: {'met' if limit / ours >= 0.7 else 'not met'})"
+                    )
     print("\ncompile seconds of each fused kernel variant (first call, this process):")
     for variant, seconds in compile_seconds().items():
         print(f"  {seconds:6.1f} s  {variant}")

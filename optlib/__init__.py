@@ -19,19 +19,19 @@ __version__ = "0.1.0"
 
 # One idea per module; each lists its public names in __all__.
 _SUBMODULES = (
-    "optim",        # the optimizers (torch.optim.Optimizer subclasses)
-    "problems",     # 2-D and n-D test functions
-    "trajectory",   # run an optimizer on a test function, record its path
-    "plotting",     # contour maps, loss curves, animations
-    "widgets",      # live sliders in Jupyter, precomputed players on the website
-    "device",       # device choice and quick/full experiment size
-    "data",         # data sets with no download, checksummed files
-    "models",       # the small networks the experiments train
-    "training",     # the training loop with progress bar and divergence detection
-    "results",      # saved GPU results under data/results/
-    "experiment",   # a chapter's closing experiment: optimizers compared on a model
-    "benchmark",    # the course's benchmark: fair tuning, many seeds
-    "scale",        # bytes moved per step and memory held per device, at scale
+    "optim",  # the optimizers (torch.optim.Optimizer subclasses)
+    "problems",  # 2-D and n-D test functions
+    "trajectory",  # run an optimizer on a test function, record its path
+    "plotting",  # contour maps, loss curves, animations
+    "widgets",  # live sliders in Jupyter, precomputed players on the website
+    "device",  # device choice and quick/full experiment size
+    "data",  # data sets with no download, checksummed files
+    "models",  # the small networks the experiments train
+    "training",  # the training loop with progress bar and divergence detection
+    "results",  # saved GPU results under data/results/
+    "experiment",  # a chapter's closing experiment: optimizers compared on a model
+    "benchmark",  # the course's benchmark: fair tuning, many seeds
+    "scale",  # bytes moved per step and memory held per device, at scale
     "distributed",  # the optimizers under DDP, ZeRO-1 and FSDP2 on N processes
 )
 

@@ -34,10 +34,10 @@ import json
 import os
 import random
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -121,7 +121,7 @@ class DataSplits:
     def is_classification(self) -> bool:
         return self.n_classes is not None
 
-    def to(self, device) -> "DataSplits":
+    def to(self, device) -> DataSplits:
         """A copy with every tensor on ``device`` (the same object if it already is there)."""
         device = torch.device(device)
         if self.X_train.device == device and self.X_val.device == device:
@@ -134,7 +134,7 @@ class DataSplits:
             y_val=self.y_val.to(device),
         )
 
-    def subset(self, n_train: int | None = None, n_val: int | None = None) -> "DataSplits":
+    def subset(self, n_train: int | None = None, n_val: int | None = None) -> DataSplits:
         """The first ``n_train`` training and ``n_val`` validation samples (the splits are already shuffled)."""
         n_train = self.n_train if n_train is None else _check_count("n_train", n_train, 1, self.n_train)
         n_val = self.n_val if n_val is None else _check_count("n_val", n_val, 1, self.n_val)
@@ -188,7 +188,7 @@ class TextData:
         ids = ids.tolist() if isinstance(ids, Tensor) else list(ids)
         return "".join(self.vocab[i] for i in ids)
 
-    def to(self, device) -> "TextData":
+    def to(self, device) -> TextData:
         device = torch.device(device)
         if self.train.device == device:
             return self
@@ -330,7 +330,12 @@ def verify_file(relative_path: str) -> Path:
 
 
 def _check_count(name: str, value, low: int, high: int | None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or (high is not None and value > high):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or value < low
+        or (high is not None and value > high)
+    ):
         bound = f"[{low}, {high}]" if high is not None else f">= {low}"
         raise ValueError(f"Invalid {name}: {value!r}; {name} must be an integer {bound}")
     return int(value)
@@ -346,8 +351,17 @@ def _check_seed(seed) -> int:
     return _check_count("seed", seed, 0, 2**32 - 1)
 
 
-def _split(name, X: np.ndarray, y: np.ndarray, val_fraction: float, seed: int, n_classes, device, info=None,
-           shuffle: bool = True) -> DataSplits:
+def _split(
+    name,
+    X: np.ndarray,
+    y: np.ndarray,
+    val_fraction: float,
+    seed: int,
+    n_classes,
+    device,
+    info=None,
+    shuffle: bool = True,
+) -> DataSplits:
     """Shuffle (seeded) and cut into training and validation sets, as float32 inputs."""
     val_fraction = _check_fraction("val_fraction", val_fraction)
     n = len(X)
@@ -359,8 +373,9 @@ def _split(name, X: np.ndarray, y: np.ndarray, val_fraction: float, seed: int, n
     target_dtype = torch.long if n_classes is not None else torch.float32
     as_x = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)
     as_y = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=target_dtype)
-    splits = DataSplits(name, as_x(X[train_idx]), as_y(y[train_idx]), as_x(X[val_idx]), as_y(y[val_idx]),
-                        n_classes, info or {})
+    splits = DataSplits(
+        name, as_x(X[train_idx]), as_y(y[train_idx]), as_x(X[val_idx]), as_y(y[val_idx]), n_classes, info or {}
+    )
     return splits.to(device) if device is not None else splits
 
 
@@ -463,8 +478,15 @@ def load_shakespeare(block_size: int = 64, device=None) -> TextData:
 # --------------------------------------------------------------------------- synthetic data sets
 
 
-def make_regression(n_samples: int = 1000, n_features: int = 20, noise: float = 0.1, seed: int = 0,
-                    condition_number: float | None = None, val_fraction: float = 0.2, device=None) -> DataSplits:
+def make_regression(
+    n_samples: int = 1000,
+    n_features: int = 20,
+    noise: float = 0.1,
+    seed: int = 0,
+    condition_number: float | None = None,
+    val_fraction: float = 0.2,
+    device=None,
+) -> DataSplits:
     r"""Linear least squares: :math:`y = X w^\star + \varepsilon`, :math:`\varepsilon \sim \mathcal N(0, \text{noise}^2)`.
 
     With ``condition_number`` :math:`\kappa`, the features are correlated so that the Hessian
@@ -480,8 +502,12 @@ def make_regression(n_samples: int = 1000, n_features: int = 20, noise: float = 
     n_features = _check_count("n_features", n_features, 1, None)
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0 or not np.isfinite(noise):
         raise ValueError(f"Invalid noise: {noise!r}; noise must be a finite number >= 0")
-    if condition_number is not None and (not isinstance(condition_number, (int, float)) or not 1.0 <= condition_number < np.inf):
-        raise ValueError(f"Invalid condition_number: {condition_number!r}; condition_number must be a finite number >= 1, or None")
+    if condition_number is not None and (
+        not isinstance(condition_number, (int, float)) or not 1.0 <= condition_number < np.inf
+    ):
+        raise ValueError(
+            f"Invalid condition_number: {condition_number!r}; condition_number must be a finite number >= 1, or None"
+        )
     seed = _check_seed(seed)
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n_samples, n_features))
@@ -493,19 +519,33 @@ def make_regression(n_samples: int = 1000, n_features: int = 20, noise: float = 
     y = (X @ w_true + noise * rng.standard_normal(n_samples))[:, None]
     splits = _split("regression", X, y, val_fraction, seed, None, device)
     eig = torch.linalg.eigvalsh(splits.X_train.double().cpu().T @ splits.X_train.double().cpu())
-    splits.info.update(w_true=torch.as_tensor(w_true, dtype=torch.float32),
-                       hessian_condition_number=float(eig[-1] / eig[0]))
+    splits.info.update(
+        w_true=torch.as_tensor(w_true, dtype=torch.float32), hessian_condition_number=float(eig[-1] / eig[0])
+    )
     return splits
 
 
-def make_classification(n_samples: int = 1000, n_features: int = 20, n_classes: int = 3, seed: int = 0,
-                        class_separation: float = 1.5, val_fraction: float = 0.2, device=None) -> DataSplits:
+def make_classification(
+    n_samples: int = 1000,
+    n_features: int = 20,
+    n_classes: int = 3,
+    seed: int = 0,
+    class_separation: float = 1.5,
+    val_fraction: float = 0.2,
+    device=None,
+) -> DataSplits:
     """Gaussian classes: class means drawn as ``N(0, class_separation^2 I)``, unit-variance noise around them."""
     n_samples = _check_count("n_samples", n_samples, 2, None)
     n_features = _check_count("n_features", n_features, 1, None)
     n_classes = _check_count("n_classes", n_classes, 2, None)
-    if isinstance(class_separation, bool) or not isinstance(class_separation, (int, float)) or not 0 < class_separation < np.inf:
-        raise ValueError(f"Invalid class_separation: {class_separation!r}; class_separation must be a finite number > 0")
+    if (
+        isinstance(class_separation, bool)
+        or not isinstance(class_separation, (int, float))
+        or not 0 < class_separation < np.inf
+    ):
+        raise ValueError(
+            f"Invalid class_separation: {class_separation!r}; class_separation must be a finite number > 0"
+        )
     seed = _check_seed(seed)
     rng = np.random.default_rng(seed)
     means = class_separation * rng.standard_normal((n_classes, n_features))
@@ -516,9 +556,15 @@ def make_classification(n_samples: int = 1000, n_features: int = 20, n_classes: 
     return splits
 
 
-def make_sparse_bag_of_words(n_samples: int = 2000, vocab_size: int = 1000, zipf_exponent: float = 1.1,
-                             seed: int = 0, words_per_document: int = 20, val_fraction: float = 0.2,
-                             device=None) -> DataSplits:
+def make_sparse_bag_of_words(
+    n_samples: int = 2000,
+    vocab_size: int = 1000,
+    zipf_exponent: float = 1.1,
+    seed: int = 0,
+    words_per_document: int = 20,
+    val_fraction: float = 0.2,
+    device=None,
+) -> DataSplits:
     r"""Word counts of short documents whose word frequencies follow Zipf's law, labelled by a planted linear model.
 
     Word :math:`j` (ranked from 0) is drawn with probability proportional to
@@ -565,8 +611,15 @@ def _device_generator(device: torch.device, seed: int) -> torch.Generator:
     return generator.manual_seed(seed)
 
 
-def batches(X: Tensor, y: Tensor, batch_size: int | None, shuffle: bool = True, seed: int = 0,
-            drop_last: bool = False, generator: torch.Generator | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+def batches(
+    X: Tensor,
+    y: Tensor,
+    batch_size: int | None,
+    shuffle: bool = True,
+    seed: int = 0,
+    drop_last: bool = False,
+    generator: torch.Generator | None = None,
+) -> Iterator[tuple[Tensor, Tensor]]:
     """One epoch of mini-batches ``(X[idx], y[idx])`` from tensors already on the device.
 
     Each sample appears exactly once per epoch (the last batch is smaller unless
@@ -590,14 +643,22 @@ def batches(X: Tensor, y: Tensor, batch_size: int | None, shuffle: bool = True, 
     stop = n - n % size if drop_last else n
     for start in range(0, stop, size):
         if order is None:
-            yield X[start:start + size], y[start:start + size]
+            yield X[start : start + size], y[start : start + size]
         else:
-            index = order[start:start + size]
+            index = order[start : start + size]
             yield X[index], y[index]
 
 
-def make_loader(X: Tensor, y: Tensor, batch_size: int, shuffle: bool = True, seed: int = 0,
-                drop_last: bool = False, num_workers: int = 0, pin_memory: bool | None = None) -> torch.utils.data.DataLoader:
+def make_loader(
+    X: Tensor,
+    y: Tensor,
+    batch_size: int,
+    shuffle: bool = True,
+    seed: int = 0,
+    drop_last: bool = False,
+    num_workers: int = 0,
+    pin_memory: bool | None = None,
+) -> torch.utils.data.DataLoader:
     """A seeded ``DataLoader`` over ``(X, y)``, for data too large to keep on the device.
 
     Keep ``X`` and ``y`` on the CPU; ``pin_memory`` (default: on when CUDA is available)

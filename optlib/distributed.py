@@ -128,21 +128,28 @@ def _check_importable(worker: Callable) -> None:
         )
 
 
-def _process_entry(rank: int, world_size: int, backend: str, worker: Callable, args: tuple, out_dir: str,
-                   timeout_s: float) -> None:
+def _process_entry(
+    rank: int, world_size: int, backend: str, worker: Callable, args: tuple, out_dir: str, timeout_s: float
+) -> None:
     """What each spawned process runs: join the process group, run the worker, save its result."""
     import torch.distributed as dist
 
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      LOCAL_WORLD_SIZE=str(world_size))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world_size)
+    )
     _keep_gloo_on_loopback()
     if "OMP_NUM_THREADS" not in os.environ:
         # N processes share the machine's cores; more threads each would oversubscribe it.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
     # The processes meet through a file rather than a TCP store: torch's TCP store server
     # listens on every network interface, whatever address it is given.
-    dist.init_process_group(backend, init_method=f"file://{Path(out_dir) / 'rendezvous'}", rank=rank,
-                            world_size=world_size, timeout=datetime.timedelta(seconds=timeout_s))
+    dist.init_process_group(
+        backend,
+        init_method=f"file://{Path(out_dir) / 'rendezvous'}",
+        rank=rank,
+        world_size=world_size,
+        timeout=datetime.timedelta(seconds=timeout_s),
+    )
     try:
         result = worker(rank, world_size, *args)
         dist.barrier()
@@ -151,8 +158,9 @@ def _process_entry(rank: int, world_size: int, backend: str, worker: Callable, a
     torch.save(result, Path(out_dir) / f"rank{rank}.pt")
 
 
-def run_on_processes(worker: Callable, world_size: int = 2, args: Sequence = (), *, backend: str = "gloo",
-                     timeout_s: float = 300.0) -> list:
+def run_on_processes(
+    worker: Callable, world_size: int = 2, args: Sequence = (), *, backend: str = "gloo", timeout_s: float = 300.0
+) -> list:
     """Run ``worker(rank, world_size, *args)`` in ``world_size`` new processes; return their results by rank.
 
     Each process joins one process group (``backend``, gloo by default so that it runs on
@@ -261,8 +269,10 @@ def _optimizer_class(optimizer: str | type) -> type:
     from . import optim
 
     if not isinstance(optimizer, str) or optimizer not in optim.__all__:
-        raise ValueError(f"Invalid optimizer: {optimizer!r}; optimizer must be one of {sorted(optim.__all__)} "
-                         "or a torch.optim.Optimizer subclass")
+        raise ValueError(
+            f"Invalid optimizer: {optimizer!r}; optimizer must be one of {sorted(optim.__all__)} "
+            "or a torch.optim.Optimizer subclass"
+        )
     return getattr(optim, optimizer)
 
 
@@ -276,12 +286,15 @@ def _require_process_group(strategy: str) -> None:
     import torch.distributed as dist
 
     if strategy != "single" and not (dist.is_available() and dist.is_initialized()):
-        raise RuntimeError(f"strategy {strategy!r} needs a process group: call torch.distributed.init_process_group "
-                           "first, or run through optlib.distributed.run_on_processes or torchrun")
+        raise RuntimeError(
+            f"strategy {strategy!r} needs a process group: call torch.distributed.init_process_group "
+            "first, or run through optlib.distributed.run_on_processes or torchrun"
+        )
 
 
-def distribute(model: nn.Module, strategy: str, optimizer: str | type = "AdamW",
-               **hyperparameters) -> tuple[nn.Module, torch.optim.Optimizer]:
+def distribute(
+    model: nn.Module, strategy: str, optimizer: str | type = "AdamW", **hyperparameters
+) -> tuple[nn.Module, torch.optim.Optimizer]:
     """Wrap ``model`` for ``strategy`` and build the optimizer that goes with it.
 
     * ``single``: the model as it is, the optimizer on all its parameters.
@@ -317,8 +330,10 @@ def distribute(model: nn.Module, strategy: str, optimizer: str | type = "AdamW",
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
     except ImportError as err:
-        raise RuntimeError(f"strategy 'fsdp' needs FSDP2 (torch.distributed.fsdp.fully_shard, torch >= 2.6); "
-                           f"this torch is {torch.__version__}") from err
+        raise RuntimeError(
+            f"strategy 'fsdp' needs FSDP2 (torch.distributed.fsdp.fully_shard, torch >= 2.6); "
+            f"this torch is {torch.__version__}"
+        ) from err
     device_type = next(model.parameters()).device.type
     mesh = init_device_mesh(device_type, (dist.get_world_size(),))
     # One FSDP unit per layer, so only one layer is ever gathered whole at a time.
@@ -344,7 +359,7 @@ def _batch(X: Tensor, y: Tensor, step: int, batch_size: int, seed: int, rank: in
     generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
     indices = torch.randperm(len(X), generator=generator)[:batch_size]
     share = batch_size // world_size
-    mine = indices[rank * share:(rank + 1) * share]
+    mine = indices[rank * share : (rank + 1) * share]
     return X[mine], y[mine]
 
 
@@ -373,8 +388,9 @@ def _load_checkpoint(path: Path, model, optimizer) -> int:
     # get_state_dict gives the layout to load into (it creates an empty optimizer state first).
     state = _checkpoint_state(model, optimizer, 0)
     dcp.load(state, checkpoint_id=str(path))
-    set_state_dict(model, _local_optimizer(optimizer), model_state_dict=state["model"],
-                   optim_state_dict=state["optimizer"])
+    set_state_dict(
+        model, _local_optimizer(optimizer), model_state_dict=state["model"], optim_state_dict=state["optimizer"]
+    )
     return int(state["step"])
 
 
@@ -384,10 +400,21 @@ def _check_count(name: str, value, low: int) -> int:
     return value
 
 
-def train_distributed(strategy: str, optimizer: str | type = "AdamW", *, steps: int = 5, hidden: Sequence[int] = (64, 64),
-          batch_size: int = 64, seed: int = 0, data: tuple[Tensor, Tensor] | None = None,
-          hyperparameters: dict | None = None, checkpoint_dir: str | os.PathLike | None = None,
-          save_at: int | None = None, resume: bool = False, return_parameters: bool = False) -> dict:
+def train_distributed(
+    strategy: str,
+    optimizer: str | type = "AdamW",
+    *,
+    steps: int = 5,
+    hidden: Sequence[int] = (64, 64),
+    batch_size: int = 64,
+    seed: int = 0,
+    data: tuple[Tensor, Tensor] | None = None,
+    hyperparameters: dict | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    save_at: int | None = None,
+    resume: bool = False,
+    return_parameters: bool = False,
+) -> dict:
     """Train the chapter MLP on digits for ``steps`` steps under ``strategy``, in this process's group.
 
     Global batch ``t`` is ``batch_size`` samples drawn by a generator seeded with
@@ -433,8 +460,10 @@ def train_distributed(strategy: str, optimizer: str | type = "AdamW", *, steps: 
     rank = dist.get_rank() if distributed else 0
     world_size = dist.get_world_size() if distributed else 1
     if batch_size % world_size:
-        raise ValueError(f"Invalid batch_size: {batch_size}; batch_size must be a multiple of the number of "
-                         f"processes ({world_size}), so that every rank's share weighs the same")
+        raise ValueError(
+            f"Invalid batch_size: {batch_size}; batch_size must be a multiple of the number of "
+            f"processes ({world_size}), so that every rank's share weighs the same"
+        )
     if save_at is not None:
         _check_count("save_at", save_at, 1)
         if save_at > steps:
@@ -466,8 +495,10 @@ def train_distributed(strategy: str, optimizer: str | type = "AdamW", *, steps: 
             mean_loss /= world_size
         losses.append(mean_loss.item())
         if not math.isfinite(losses[-1]):
-            raise FloatingPointError(f"training diverged at step {step + 1} (loss = {losses[-1]}) with "
-                                     f"{hyperparameters}: lower the learning rate")
+            raise FloatingPointError(
+                f"training diverged at step {step + 1} (loss = {losses[-1]}) with "
+                f"{hyperparameters}: lower the learning rate"
+            )
         if save_at == step + 1:
             _save_checkpoint(Path(checkpoint_dir), model, opt, step + 1)
 
@@ -490,7 +521,9 @@ def train_distributed(strategy: str, optimizer: str | type = "AdamW", *, steps: 
     return result
 
 
-def train_runs(rank: int, world_size: int, runs: Sequence[dict], data: tuple[Tensor, Tensor] | None = None) -> list[dict]:
+def train_runs(
+    rank: int, world_size: int, runs: Sequence[dict], data: tuple[Tensor, Tensor] | None = None
+) -> list[dict]:
     """A worker for :func:`run_on_processes`: :func:`train_distributed` with each dict of keyword arguments in turn.
 
     Training several optimizers in one set of processes saves starting Python and torch
@@ -500,8 +533,9 @@ def train_runs(rank: int, world_size: int, runs: Sequence[dict], data: tuple[Ten
     return [train_distributed(**{"data": data, **run}) for run in runs]
 
 
-def sharding_demo(strategy: str, optimizer: str = "AdamW", world_size: int = 2, steps: int = 5,
-                  **train_kwargs) -> list[dict]:
+def sharding_demo(
+    strategy: str, optimizer: str = "AdamW", world_size: int = 2, steps: int = 5, **train_kwargs
+) -> list[dict]:
     """Train the chapter MLP on ``world_size`` CPU processes under ``strategy``; report who holds what.
 
     Starts ``world_size`` fresh processes (gloo on 127.0.0.1; a few seconds, most of it
@@ -530,8 +564,13 @@ def sharding_demo(strategy: str, optimizer: str = "AdamW", world_size: int = 2, 
     return compare_sharding((strategy,), optimizer, world_size, steps, **train_kwargs)
 
 
-def compare_sharding(strategies: Sequence[str] = ("ddp", "zero1", "fsdp"), optimizer: str = "AdamW",
-                     world_size: int = 2, steps: int = 5, **train_kwargs) -> list[dict]:
+def compare_sharding(
+    strategies: Sequence[str] = ("ddp", "zero1", "fsdp"),
+    optimizer: str = "AdamW",
+    world_size: int = 2,
+    steps: int = 5,
+    **train_kwargs,
+) -> list[dict]:
     """:func:`sharding_demo` for several strategies, in one start of the processes.
 
     Starting Python and torch is most of a demo's time, so comparing the strategies this way
@@ -560,14 +599,18 @@ def _kilobytes(n: int) -> str:
 def _report(results: Sequence[dict]) -> str:
     first = results[0]
     lines = [
-        (f"{first['optimizer']} under {first['strategy']} on {first['world_size']} processes, steps "
-         f"{first['start_step'] + 1}-{first['steps']}; the whole model's parameters: "
-         f"{_kilobytes(first['model_parameter_bytes'])}"),
+        (
+            f"{first['optimizer']} under {first['strategy']} on {first['world_size']} processes, steps "
+            f"{first['start_step'] + 1}-{first['steps']}; the whole model's parameters: "
+            f"{_kilobytes(first['model_parameter_bytes'])}"
+        ),
         f"{'rank':>4}  {'parameters':>12}  {'gradients':>12}  {'optimizer state':>15}  {'final loss':>10}",
     ]
     for r in results:
-        lines.append(f"{r['rank']:>4}  {_kilobytes(r['parameter_bytes']):>12}  {_kilobytes(r['gradient_bytes']):>12}  "
-                     f"{_kilobytes(r['optimizer_state_bytes']):>15}  {r['final_loss']:>10.4f}")
+        lines.append(
+            f"{r['rank']:>4}  {_kilobytes(r['parameter_bytes']):>12}  {_kilobytes(r['gradient_bytes']):>12}  "
+            f"{_kilobytes(r['optimizer_state_bytes']):>15}  {r['final_loss']:>10.4f}"
+        )
     total_state = sum(r["optimizer_state_bytes"] for r in results)
     lines.append(f"optimizer state on all ranks together: {_kilobytes(total_state)}")
     return "\n".join(lines)
@@ -577,15 +620,17 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m optlib.distributed",
         description="Train the course's digits MLP with an optlib optimizer on N CPU processes "
-                    "(gloo on 127.0.0.1) and print what each rank holds. Also runs under torchrun, "
-                    "which then decides the number of processes.",
+        "(gloo on 127.0.0.1) and print what each rank holds. Also runs under torchrun, "
+        "which then decides the number of processes.",
     )
     parser.add_argument("--nproc", type=int, default=2, help="number of processes (default 2; ignored under torchrun)")
     parser.add_argument("--strategy", choices=STRATEGIES[1:], default="fsdp")
     parser.add_argument("--optimizer", default="NesterovAdamW", choices=sorted(DEMO_HYPERPARAMETERS))
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64, help="global batch size, a multiple of the process count")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the module's per-optimizer default)")
+    parser.add_argument(
+        "--lr", type=float, default=None, help="learning rate (default: the module's per-optimizer default)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 

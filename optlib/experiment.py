@@ -22,8 +22,8 @@ import functools
 import math
 import statistics
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import torch
 from tqdm.auto import tqdm
@@ -33,8 +33,15 @@ from .device import SIZES, experiment_size, seed_everything
 from .results import load_results, results_note, save_results
 from .training import History, train, train_language_model
 
-__all__ = ["compare_optimizers", "ExperimentResult", "SummaryTable", "show_experiment", "load_experiment_data",
-           "DEFAULT_EPOCHS", "DEFAULT_SEEDS"]
+__all__ = [
+    "compare_optimizers",
+    "ExperimentResult",
+    "SummaryTable",
+    "show_experiment",
+    "load_experiment_data",
+    "DEFAULT_EPOCHS",
+    "DEFAULT_SEEDS",
+]
 
 DEFAULT_EPOCHS = {"tiny": 1, "quick": 5, "full": 30}
 DEFAULT_SEEDS = {"tiny": [0], "quick": [0], "full": [0, 1, 2, 3, 4]}
@@ -66,8 +73,10 @@ def load_experiment_data(data: str, size: str, seed: int = 0):
         return load_mnist(seed=seed).subset(n_train, n_val)
     if data == "shakespeare":
         return load_shakespeare(block_size=64)
-    raise ValueError(f"Invalid data: {data!r}; data must be a DataSplits, a TextData, or one of "
-                     f"'digits', 'mnist1d', 'mnist', 'shakespeare'")
+    raise ValueError(
+        f"Invalid data: {data!r}; data must be a DataSplits, a TextData, or one of "
+        f"'digits', 'mnist1d', 'mnist', 'shakespeare'"
+    )
 
 
 def _check_size(size: str) -> str:
@@ -80,7 +89,9 @@ def _per_size(name: str, value, size: str):
     """``value`` itself, or ``value[size]`` when it is a dict keyed by size."""
     if isinstance(value, Mapping):
         if size not in value:
-            raise ValueError(f"Invalid {name}: {dict(value)!r} has no entry for size {size!r}; give one for each of {SIZES}")
+            raise ValueError(
+                f"Invalid {name}: {dict(value)!r} has no entry for size {size!r}; give one for each of {SIZES}"
+            )
         return value[size]
     return value
 
@@ -90,8 +101,10 @@ def _optimizer_factory(label: str, spec):
     if isinstance(spec, tuple):
         if len(spec) != 2 or not callable(spec[0]) or not isinstance(spec[1], Mapping):
             raise ValueError(f"Invalid optimizers[{label!r}]: {spec!r}; use (OptimizerClass, {{'lr': ...}})")
-        return functools.partial(spec[0], **spec[1]), {"optimizer": getattr(spec[0], "__name__", repr(spec[0])),
-                                                        **dict(spec[1])}
+        return functools.partial(spec[0], **spec[1]), {
+            "optimizer": getattr(spec[0], "__name__", repr(spec[0])),
+            **dict(spec[1]),
+        }
     if callable(spec):
         return spec, {"optimizer": getattr(spec, "__name__", repr(spec))}
     raise ValueError(f"Invalid optimizers[{label!r}]: {spec!r}; use (OptimizerClass, {{'lr': ...}}) or a callable")
@@ -153,15 +166,22 @@ class ExperimentResult:
             ok = [h for h in runs if not h.diverged]
             loss_mean, loss_std = _mean_std([h.final("val_loss") for h in ok])
             has_accuracy = any("val_accuracy" in h.epochs for h in runs)
-            acc_mean, acc_std = _mean_std([h.final("val_accuracy") for h in ok]) if has_accuracy else (math.nan, math.nan)
+            acc_mean, acc_std = (
+                _mean_std([h.final("val_accuracy") for h in ok]) if has_accuracy else (math.nan, math.nan)
+            )
             time_mean, _ = _mean_std([h.epochs["time"][-1] for h in runs if h.epochs.get("time")])
-            rows.append({
-                "optimizer": label,
-                "val_loss_mean": loss_mean, "val_loss_std": loss_std,
-                "val_accuracy_mean": acc_mean, "val_accuracy_std": acc_std,
-                "time_mean": time_mean,
-                "diverged": sum(h.diverged for h in runs), "runs": len(runs),
-            })
+            rows.append(
+                {
+                    "optimizer": label,
+                    "val_loss_mean": loss_mean,
+                    "val_loss_std": loss_std,
+                    "val_accuracy_mean": acc_mean,
+                    "val_accuracy_std": acc_std,
+                    "time_mean": time_mean,
+                    "diverged": sum(h.diverged for h in runs),
+                    "runs": len(runs),
+                }
+            )
         return rows
 
     def plot(self, metric: str = "val_loss", ax=None, title: str | None = None):
@@ -169,20 +189,33 @@ class ExperimentResult:
         from .plotting import plot_histories
 
         if title is None:
-            title = f"{self.config.get('data', self.name)}: {metric.replace('_', ' ')} ({self.size} size, " \
-                    f"{len(self.seeds)} seed{'s' if len(self.seeds) > 1 else ''})"
+            title = (
+                f"{self.config.get('data', self.name)}: {metric.replace('_', ' ')} ({self.size} size, "
+                f"{len(self.seeds)} seed{'s' if len(self.seeds) > 1 else ''})"
+            )
         xlabel = "step" if metric == "step_loss" else ("evaluation" if self.config.get("language_model") else "epoch")
-        return plot_histories(self.histories, metric=metric, ax=ax, title=title, xlabel=xlabel,
-                              ylabel=metric.replace("_", " "))
+        return plot_histories(
+            self.histories, metric=metric, ax=ax, title=title, xlabel=xlabel, ylabel=metric.replace("_", " ")
+        )
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "size": self.size, "seeds": list(self.seeds), "config": self.config,
-                "histories": {label: [h.to_dict() for h in runs] for label, runs in self.histories.items()}}
+        return {
+            "name": self.name,
+            "size": self.size,
+            "seeds": list(self.seeds),
+            "config": self.config,
+            "histories": {label: [h.to_dict() for h in runs] for label, runs in self.histories.items()},
+        }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ExperimentResult":
-        return cls(name=data["name"], size=data["size"], seeds=list(data["seeds"]), config=dict(data.get("config", {})),
-                   histories={label: [History.from_dict(h) for h in runs] for label, runs in data["histories"].items()})
+    def from_dict(cls, data: dict) -> ExperimentResult:
+        return cls(
+            name=data["name"],
+            size=data["size"],
+            seeds=list(data["seeds"]),
+            config=dict(data.get("config", {})),
+            histories={label: [History.from_dict(h) for h in runs] for label, runs in data["histories"].items()},
+        )
 
     def __repr__(self) -> str:
         return f"ExperimentResult({self.name!r}, size {self.size}, seeds {self.seeds}):\n{self.summary()}"
@@ -191,11 +224,25 @@ class ExperimentResult:
 # --------------------------------------------------------------------------- running
 
 
-def compare_optimizers(name: str, *, data, model: Callable[[], torch.nn.Module], optimizers: Mapping[str, object],
-                       epochs=None, steps=None, batch_size=64, seeds=None, size: str | None = None,
-                       loss_fn: Callable | None = None, scheduler=None, scheduler_step: str = "epoch",
-                       eval_every: int | None = None, device=None, save: bool | None = None,
-                       progress: bool = True) -> ExperimentResult:
+def compare_optimizers(
+    name: str,
+    *,
+    data,
+    model: Callable[[], torch.nn.Module],
+    optimizers: Mapping[str, object],
+    epochs=None,
+    steps=None,
+    batch_size=64,
+    seeds=None,
+    size: str | None = None,
+    loss_fn: Callable | None = None,
+    scheduler=None,
+    scheduler_step: str = "epoch",
+    eval_every: int | None = None,
+    device=None,
+    save: bool | None = None,
+    progress: bool = True,
+) -> ExperimentResult:
     """Train a fresh ``model()`` with each optimizer and each seed, and return all histories.
 
     Arguments:
@@ -233,9 +280,16 @@ def compare_optimizers(name: str, *, data, model: Callable[[], torch.nn.Module],
         n_epochs = _per_size("epochs", epochs if epochs is not None else DEFAULT_EPOCHS, size)
         n_steps = _per_size("steps", steps, size) if steps is not None else None
 
-    config = {"data": data_name, "model": None, "batch_size": batch_size, "epochs": n_epochs, "steps": n_steps,
-              "eval_every": eval_every, "language_model": language_model,
-              "optimizers": {label: settings for label, (_, settings) in factories.items()}}
+    config = {
+        "data": data_name,
+        "model": None,
+        "batch_size": batch_size,
+        "epochs": n_epochs,
+        "steps": n_steps,
+        "eval_every": eval_every,
+        "language_model": language_model,
+        "optimizers": {label: settings for label, (_, settings) in factories.items()},
+    }
     histories: dict[str, list[History]] = {label: [] for label in factories}
     runs = [(label, seed) for label in factories for seed in seeds]
     bar = tqdm(runs, desc=name, disable=not progress, unit="run")
@@ -245,16 +299,34 @@ def compare_optimizers(name: str, *, data, model: Callable[[], torch.nn.Module],
         seed_everything(seed)
         network = model()
         config["model"] = type(network).__name__
-        common = dict(device=device, seed=seed, progress=progress and size == "full", desc=f"{label} (seed {seed})",
-                      leave=False)
+        common = dict(
+            device=device, seed=seed, progress=progress and size == "full", desc=f"{label} (seed {seed})", leave=False
+        )
         if language_model:
-            history = train_language_model(network, factories[label][0], dataset, max_steps=n_steps,
-                                           batch_size=batch_size, eval_every=eval_every or max(1, n_steps // 10),
-                                           scheduler=scheduler, **common)
+            history = train_language_model(
+                network,
+                factories[label][0],
+                dataset,
+                max_steps=n_steps,
+                batch_size=batch_size,
+                eval_every=eval_every or max(1, n_steps // 10),
+                scheduler=scheduler,
+                **common,
+            )
         else:
-            history = train(network, factories[label][0], dataset, epochs=n_epochs, batch_size=batch_size,
-                            loss_fn=loss_fn, scheduler=scheduler, scheduler_step=scheduler_step, max_steps=n_steps,
-                            eval_every=eval_every, **common)
+            history = train(
+                network,
+                factories[label][0],
+                dataset,
+                epochs=n_epochs,
+                batch_size=batch_size,
+                loss_fn=loss_fn,
+                scheduler=scheduler,
+                scheduler_step=scheduler_step,
+                max_steps=n_steps,
+                eval_every=eval_every,
+                **common,
+            )
         histories[label].append(history)
     bar.close()
     config["wall_seconds"] = time.perf_counter() - started
@@ -283,8 +355,11 @@ def show_experiment(name: str, run_quick: Callable[[], ExperimentResult] | None 
     live = run_quick() if run_quick is not None else None
     if live is not None and not isinstance(live, ExperimentResult):
         raise ValueError(f"Invalid run_quick: it returned {type(live).__name__}; it must return an ExperimentResult")
-    panels = [(r, t) for r, t in ((saved, "saved full-size run"), (live, f"this run ({live.size} size)" if live else ""))
-              if r is not None]
+    panels = [
+        (r, t)
+        for r, t in ((saved, "saved full-size run"), (live, f"this run ({live.size} size)" if live else ""))
+        if r is not None
+    ]
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 4.0), squeeze=False)

@@ -9,8 +9,8 @@ experiments stay tiny and the full ones can grow.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from contextlib import contextmanager
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -66,8 +66,14 @@ class MLP(nn.Module):
     digits, MNIST-1D signals or 28x28 images.
     """
 
-    def __init__(self, in_features: int, hidden: Sequence[int] = (128,), out_features: int = 10,
-                 activation: str = "relu", seed: int | None = None):
+    def __init__(
+        self,
+        in_features: int,
+        hidden: Sequence[int] = (128,),
+        out_features: int = 10,
+        activation: str = "relu",
+        seed: int | None = None,
+    ):
         super().__init__()
         _check_positive_int("in_features", in_features)
         _check_positive_int("out_features", out_features)
@@ -108,9 +114,12 @@ class MNIST1DCNN(nn.Module):
             length = (length + 2 - kernel) // 2 + 1
         with _seeded(seed):
             self.features = nn.Sequential(
-                nn.Conv1d(1, channels, 5, stride=2, padding=1), nn.ReLU(),
-                nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
-                nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
+                nn.Conv1d(1, channels, 5, stride=2, padding=1),
+                nn.ReLU(),
+                nn.Conv1d(channels, channels, 3, stride=2, padding=1),
+                nn.ReLU(),
+                nn.Conv1d(channels, channels, 3, stride=2, padding=1),
+                nn.ReLU(),
             )
             self.classifier = nn.Linear(channels * length, n_classes)
         self.input_length = input_length
@@ -128,8 +137,9 @@ class MNISTCNN(nn.Module):
     layer and the classifier.
     """
 
-    def __init__(self, n_classes: int = 10, channels: tuple[int, int] = (16, 32), hidden: int = 64,
-                 seed: int | None = None):
+    def __init__(
+        self, n_classes: int = 10, channels: tuple[int, int] = (16, 32), hidden: int = 64, seed: int | None = None
+    ):
         super().__init__()
         _check_positive_int("n_classes", n_classes)
         _check_positive_int("hidden", hidden)
@@ -138,11 +148,16 @@ class MNISTCNN(nn.Module):
         c1, c2 = (_check_positive_int("channels", c) for c in channels)
         with _seeded(seed):
             self.features = nn.Sequential(
-                nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(1, c1, 3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Conv2d(c1, c2, 3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
             )
-            self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(),
-                                            nn.Linear(hidden, n_classes))
+            self.classifier = nn.Sequential(
+                nn.Flatten(), nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(), nn.Linear(hidden, n_classes)
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 3:
@@ -174,8 +189,9 @@ class _Block(nn.Module):
         self.ln_1 = nn.LayerNorm(n_embd)
         self.attn = _CausalSelfAttention(n_embd, n_head, dropout)
         self.ln_2 = nn.LayerNorm(n_embd)
-        self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd),
-                                 nn.Dropout(dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd), nn.Dropout(dropout)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         # Pre-norm residual blocks, as GPT-2: gradients reach early layers through the identity path.
@@ -195,11 +211,24 @@ class CharTransformer(nn.Module):
     cross-entropy of the next character when ``targets`` are given, else ``None``.
     """
 
-    def __init__(self, vocab_size: int, block_size: int = 64, n_layer: int = 2, n_head: int = 4, n_embd: int = 128,
-                 dropout: float = 0.0, seed: int | None = None):
+    def __init__(
+        self,
+        vocab_size: int,
+        block_size: int = 64,
+        n_layer: int = 2,
+        n_head: int = 4,
+        n_embd: int = 128,
+        dropout: float = 0.0,
+        seed: int | None = None,
+    ):
         super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("block_size", block_size), ("n_layer", n_layer),
-                            ("n_head", n_head), ("n_embd", n_embd)):
+        for name, value in (
+            ("vocab_size", vocab_size),
+            ("block_size", block_size),
+            ("n_layer", n_layer),
+            ("n_head", n_head),
+            ("n_embd", n_embd),
+        ):
             _check_positive_int(name, value)
         if n_embd % n_head:
             raise ValueError(f"Invalid n_embd: {n_embd}; n_embd must be a multiple of n_head = {n_head}")
@@ -241,8 +270,9 @@ class CharTransformer(nn.Module):
         return logits, loss
 
     @torch.no_grad()
-    def generate(self, idx: Tensor, max_new_tokens: int, temperature: float = 1.0,
-                 generator: torch.Generator | None = None) -> Tensor:
+    def generate(
+        self, idx: Tensor, max_new_tokens: int, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Continue each row of ``idx`` by ``max_new_tokens`` characters sampled from the model."""
         _check_positive_int("max_new_tokens", max_new_tokens)
         if not temperature > 0:
@@ -250,7 +280,7 @@ class CharTransformer(nn.Module):
         was_training = self.training
         self.eval()
         for _ in range(max_new_tokens):
-            logits, _ = self(idx[:, -self.block_size:])
+            logits, _ = self(idx[:, -self.block_size :])
             probabilities = F.softmax(logits[:, -1, :] / temperature, dim=-1)
             next_id = torch.multinomial(probabilities.cpu(), 1, generator=generator).to(idx.device)
             idx = torch.cat([idx, next_id], dim=1)

@@ -142,8 +142,16 @@ def _draw_map(ax, problem: Problem, levels: int, resolution: int = 200, filled: 
         norm = None
     if filled:
         ax.contourf(xx, yy, zz, levels=bounds, norm=norm, cmap=_MAP_COLORS, alpha=0.7)
-    ax.contour(xx, yy, zz, levels=bounds, norm=norm, colors="#5b6b7b" if filled else "#9aa8b5",
-               linewidths=0.5 if filled else 0.8, alpha=0.6 if filled else 1.0)
+    ax.contour(
+        xx,
+        yy,
+        zz,
+        levels=bounds,
+        norm=norm,
+        colors="#5b6b7b" if filled else "#9aa8b5",
+        linewidths=0.5 if filled else 0.8,
+        alpha=0.6 if filled else 1.0,
+    )
     ax.set_xlim(problem.xlim)
     ax.set_ylim(problem.ylim)
     ax.set_aspect("equal", adjustable="box")
@@ -154,8 +162,14 @@ def _draw_map(ax, problem: Problem, levels: int, resolution: int = 200, filled: 
 def _draw_minima(ax, problem: Problem) -> None:
     for i, point in enumerate(problem.minima):
         ax.plot(
-            *point.numpy(), marker="*", markersize=14, color="gold", markeredgecolor="black",
-            linestyle="none", zorder=5, label="minimum" if i == 0 else None,
+            *point.numpy(),
+            marker="*",
+            markersize=14,
+            color="gold",
+            markeredgecolor="black",
+            linestyle="none",
+            zorder=5,
+            label="minimum" if i == 0 else None,
         )
 
 
@@ -167,8 +181,9 @@ def _legend_outside(ax, handles=None, labels=None) -> None:
     x0, x1 = ax.get_xlim()
     y0, y1 = ax.get_ylim()
     if abs(x1 - x0) >= 1.5 * abs(y1 - y0):
-        ax.legend(handles, labels, fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2),
-                  ncol=2, borderaxespad=0)
+        ax.legend(
+            handles, labels, fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, borderaxespad=0
+        )
     else:
         ax.legend(handles, labels, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
 
@@ -209,12 +224,37 @@ def plot_contour(
     for traj, color in zip(trajectories, _distinct_colors([t.label for t in trajectories])):
         xy = traj.positions
         label = traj.label + (f" (diverged at step {traj.diverged_at})" if traj.diverged else "")
-        ax.plot(xy[:, 0], xy[:, 1], "-", color=color, linewidth=1.6, marker=None if many else "o",
-                markersize=2.5, label=label, zorder=3)
-        ax.plot(*xy[0], marker="o", markersize=8, color=color, markerfacecolor="white",
-                markeredgewidth=1.8, linestyle="none", zorder=4)
-        ax.plot(*xy[-1], marker="X", markersize=9, color=color, markeredgecolor="black",
-                markeredgewidth=0.8, linestyle="none", zorder=4)
+        ax.plot(
+            xy[:, 0],
+            xy[:, 1],
+            "-",
+            color=color,
+            linewidth=1.6,
+            marker=None if many else "o",
+            markersize=2.5,
+            label=label,
+            zorder=3,
+        )
+        ax.plot(
+            *xy[0],
+            marker="o",
+            markersize=8,
+            color=color,
+            markerfacecolor="white",
+            markeredgewidth=1.8,
+            linestyle="none",
+            zorder=4,
+        )
+        ax.plot(
+            *xy[-1],
+            marker="X",
+            markersize=9,
+            color=color,
+            markeredgecolor="black",
+            markeredgewidth=0.8,
+            linestyle="none",
+            zorder=4,
+        )
     if show_minimum:
         _draw_minima(ax, problem)
     ax.set_title(title if title is not None else problem.name)
@@ -357,7 +397,9 @@ def plot_histories(
         log = "loss" in metric
     labels = [str(k) for k in histories]
     for (label, value), color in zip(histories.items(), _distinct_colors(labels)):
-        runs = [_metric_values(h, metric) for h in value] if _is_several_runs(value) else [_metric_values(value, metric)]
+        runs = (
+            [_metric_values(h, metric) for h in value] if _is_several_runs(value) else [_metric_values(value, metric)]
+        )
         length = min(len(r) for r in runs)
         stacked = np.stack([r[:length] for r in runs])
         mean = stacked.mean(axis=0)
@@ -417,11 +459,20 @@ def animate_trajectories(
             _draw_map(ax, problem, 20, resolution=120, filled=False)
             lines, heads = [], []
             for traj, color in zip(trajectories, _distinct_colors([t.label for t in trajectories])):
-                ax.plot(*traj.positions[0], marker="o", markersize=7, color=color, markerfacecolor="white",
-                        markeredgewidth=1.6, linestyle="none", zorder=4)
+                ax.plot(
+                    *traj.positions[0],
+                    marker="o",
+                    markersize=7,
+                    color=color,
+                    markerfacecolor="white",
+                    markeredgewidth=1.6,
+                    linestyle="none",
+                    zorder=4,
+                )
                 (line,) = ax.plot([], [], "-", color=color, linewidth=1.6, label=traj.label, zorder=3)
-                (head,) = ax.plot([], [], marker="o", markersize=7, color=color, markeredgecolor="black",
-                                  linestyle="none", zorder=5)
+                (head,) = ax.plot(
+                    [], [], marker="o", markersize=7, color=color, markeredgecolor="black", linestyle="none", zorder=5
+                )
                 lines.append(line)
                 heads.append(head)
             _draw_minima(ax, problem)

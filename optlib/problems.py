@@ -18,8 +18,8 @@ All problems compute in ``float64`` unless given a tensor of another dtype.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch

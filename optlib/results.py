@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["RESULTS_DIR", "results_dir", "save_results", "load_results", "results_note"]
+__all__ = ["RESULTS_DIR", "results_dir", "save_results", "load_results", "results_note"]  # noqa: F822 (RESULTS_DIR: module __getattr__)
 
 _RESULTS_ENV = "OPTLIB_RESULTS"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -76,8 +76,9 @@ def _device_name() -> str:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
 
 
-def save_results(name: str, payload: dict, *, seeds, config: dict, size: str | None = None,
-                 path: Path | str | None = None) -> Path:
+def save_results(
+    name: str, payload: dict, *, seeds, config: dict, size: str | None = None, path: Path | str | None = None
+) -> Path:
     """Write ``payload`` with its provenance to ``<results_dir>/<name>.json`` (or to the file ``path``).
 
     The metadata record the device (the GPU's name, or ``cpu``), the torch, optlib and
@@ -123,7 +124,9 @@ def load_results(name: str) -> dict | None:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"Saved results {path} are not valid JSON ({err}); delete the file or re-run the experiment") from err
+        raise ValueError(
+            f"Saved results {path} are not valid JSON ({err}); delete the file or re-run the experiment"
+        ) from err
 
 
 def _format_seeds(seeds: list[int]) -> str:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -75,9 +75,7 @@ class History:
         if metric == "step_loss":
             return self.step_loss
         if metric not in self.epochs:
-            raise ValueError(
-                f"Invalid metric: {metric!r}; metric must be 'step_loss' or one of {sorted(self.epochs)}"
-            )
+            raise ValueError(f"Invalid metric: {metric!r}; metric must be 'step_loss' or one of {sorted(self.epochs)}")
         return self.epochs[metric]
 
     def final(self, metric: str = "val_loss") -> float:
@@ -104,15 +102,18 @@ class History:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "History":
+    def from_dict(cls, data: dict) -> History:
         data = dict(data)
         data["step_loss"] = [_from_json_number(v) for v in data.get("step_loss", [])]
         data["epochs"] = {k: [_from_json_number(v) for v in values] for k, values in data.get("epochs", {}).items()}
         return cls(**data)
 
     def __repr__(self) -> str:
-        status = f"diverged: {self.message}" if self.diverged else (
-            f"final val_loss {self.final('val_loss'):.4g}" if self.epochs.get("val_loss") else "not evaluated")
+        status = (
+            f"diverged: {self.message}"
+            if self.diverged
+            else (f"final val_loss {self.final('val_loss'):.4g}" if self.epochs.get("val_loss") else "not evaluated")
+        )
         return f"History({self.optimizer}, {self.n_steps} steps, {status})"
 
 
@@ -148,7 +149,9 @@ def _make_scheduler(scheduler, optimizer):
     if isinstance(scheduler, type) or not hasattr(scheduler, "step"):
         scheduler = scheduler(optimizer)
     if not hasattr(scheduler, "step"):
-        raise ValueError(f"Invalid scheduler: {scheduler!r}; scheduler must have a step() method, or build one from the optimizer")
+        raise ValueError(
+            f"Invalid scheduler: {scheduler!r}; scheduler must have a step() method, or build one from the optimizer"
+        )
     return scheduler
 
 
@@ -197,7 +200,7 @@ def evaluate(model: nn.Module, X: Tensor, y: Tensor, loss_fn: Callable | None = 
     total_loss, correct = 0.0, 0
     try:
         for start in range(0, len(X), batch_size):
-            xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+            xb, yb = X[start : start + batch_size], y[start : start + batch_size]
             output = _logits(model(xb))
             total_loss += float(loss_fn(output, yb)) * len(xb)
             if classification:
@@ -222,8 +225,20 @@ class _Run:
     with the exact step at which it happened.
     """
 
-    def __init__(self, model, optimizer, scheduler, scheduler_step, device, total_steps, steps_per_epoch,
-                 progress, desc, leave, history):
+    def __init__(
+        self,
+        model,
+        optimizer,
+        scheduler,
+        scheduler_step,
+        device,
+        total_steps,
+        steps_per_epoch,
+        progress,
+        desc,
+        leave,
+        history,
+    ):
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.scheduler_step = scheduler_step
         self.device = device
@@ -317,8 +332,13 @@ class _Run:
 
 
 def _new_history(optimizer, seed, device, config) -> History:
-    return History(optimizer=type(optimizer).__name__, hyperparameters=_hyperparameters(optimizer), seed=seed,
-                   device=str(device), config=config)
+    return History(
+        optimizer=type(optimizer).__name__,
+        hyperparameters=_hyperparameters(optimizer),
+        seed=seed,
+        device=str(device),
+        config=config,
+    )
 
 
 def _cuda_indices(device: torch.device) -> list[int]:
@@ -338,10 +358,24 @@ def _check_common(scheduler_step, seed):
 # --------------------------------------------------------------------------- the loops
 
 
-def train(model: nn.Module, optimizer, data: DataSplits, *, epochs: int = 1, batch_size: int | None = 64,
-          loss_fn: Callable | None = None, scheduler=None, scheduler_step: str = "epoch", max_steps: int | None = None,
-          eval_every: int | None = None, device=None, seed: int = 0, progress: bool = True, desc: str | None = None,
-          leave: bool = True) -> History:
+def train(
+    model: nn.Module,
+    optimizer,
+    data: DataSplits,
+    *,
+    epochs: int = 1,
+    batch_size: int | None = 64,
+    loss_fn: Callable | None = None,
+    scheduler=None,
+    scheduler_step: str = "epoch",
+    max_steps: int | None = None,
+    eval_every: int | None = None,
+    device=None,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str | None = None,
+    leave: bool = True,
+) -> History:
     """Train ``model`` on ``data`` with mini-batches and return its :class:`History`.
 
     Arguments:
@@ -364,8 +398,10 @@ def train(model: nn.Module, optimizer, data: DataSplits, *, epochs: int = 1, bat
     eval_every = _check_positive("eval_every", eval_every, allow_none=True)
     _check_common(scheduler_step, seed)
     if not isinstance(data, DataSplits):
-        raise ValueError(f"Invalid data: {type(data).__name__}; data must be an optlib.data.DataSplits "
-                         f"(use train_language_model for TextData)")
+        raise ValueError(
+            f"Invalid data: {type(data).__name__}; data must be an optlib.data.DataSplits "
+            f"(use train_language_model for TextData)"
+        )
     device = torch.device(device) if device is not None else pick_device()
     model.to(device)
     data = data.to(device)
@@ -376,9 +412,15 @@ def train(model: nn.Module, optimizer, data: DataSplits, *, epochs: int = 1, bat
     effective_batch = data.n_train if batch_size is None else min(batch_size, data.n_train)
     steps_per_epoch = math.ceil(data.n_train / effective_batch)
     total_steps = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
-    config = {"data": data.name, "epochs": epochs, "batch_size": batch_size, "max_steps": max_steps,
-              "eval_every": eval_every, "scheduler": type(scheduler).__name__ if scheduler else None,
-              "scheduler_step": scheduler_step}
+    config = {
+        "data": data.name,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "max_steps": max_steps,
+        "eval_every": eval_every,
+        "scheduler": type(scheduler).__name__ if scheduler else None,
+        "scheduler_step": scheduler_step,
+    }
     history = _new_history(optimizer, seed, device, config)
 
     def validation_metrics() -> dict:
@@ -388,14 +430,25 @@ def train(model: nn.Module, optimizer, data: DataSplits, *, epochs: int = 1, bat
     with torch.random.fork_rng(devices=_cuda_indices(device)):
         torch.manual_seed(seed)
         generator = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(seed)
-        run = _Run(model, optimizer, scheduler, scheduler_step, device, total_steps, steps_per_epoch, progress,
-                   desc or type(optimizer).__name__, leave, history)
+        run = _Run(
+            model,
+            optimizer,
+            scheduler,
+            scheduler_step,
+            device,
+            total_steps,
+            steps_per_epoch,
+            progress,
+            desc or type(optimizer).__name__,
+            leave,
+            history,
+        )
         model.train()
         try:
             running = True
             for _ in range(epochs):
                 for xb, yb in batches(data.X_train, data.y_train, batch_size, generator=generator):
-                    running = run.optimizer_step(lambda: loss_fn(_logits(model(xb)), yb))
+                    running = run.optimizer_step(lambda: loss_fn(_logits(model(xb)), yb))  # noqa: B023 (called at once)
                     if running and eval_every and run.step % eval_every == 0:
                         running = run.flush()
                         if running:
@@ -416,9 +469,22 @@ def train(model: nn.Module, optimizer, data: DataSplits, *, epochs: int = 1, bat
     return history
 
 
-def train_language_model(model: nn.Module, optimizer, data: TextData, *, max_steps: int = 500, batch_size: int = 32,
-                         eval_every: int = 100, eval_batches: int = 20, scheduler=None, device=None, seed: int = 0, progress: bool = True, desc: str | None = None,
-                         leave: bool = True) -> History:
+def train_language_model(
+    model: nn.Module,
+    optimizer,
+    data: TextData,
+    *,
+    max_steps: int = 500,
+    batch_size: int = 32,
+    eval_every: int = 100,
+    eval_batches: int = 20,
+    scheduler=None,
+    device=None,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str | None = None,
+    leave: bool = True,
+) -> History:
     """Train a next-character model on random windows of ``data`` and return its :class:`History`.
 
     Each step draws ``batch_size`` windows of ``data.block_size`` characters uniformly at
@@ -442,9 +508,16 @@ def train_language_model(model: nn.Module, optimizer, data: TextData, *, max_ste
     optimizer = _make_optimizer(optimizer, model)
     scheduler = _make_scheduler(scheduler, optimizer)
     steps_per_epoch = len(data.train) / (batch_size * data.block_size)
-    config = {"data": data.name, "max_steps": max_steps, "batch_size": batch_size, "block_size": data.block_size,
-              "eval_every": eval_every, "eval_batches": eval_batches,
-              "scheduler": type(scheduler).__name__ if scheduler else None, "scheduler_step": "step"}
+    config = {
+        "data": data.name,
+        "max_steps": max_steps,
+        "batch_size": batch_size,
+        "block_size": data.block_size,
+        "eval_every": eval_every,
+        "eval_batches": eval_batches,
+        "scheduler": type(scheduler).__name__ if scheduler else None,
+        "scheduler_step": "step",
+    }
     history = _new_history(optimizer, seed, device, config)
 
     eval_generator = torch.Generator().manual_seed(seed + 1)
@@ -465,8 +538,19 @@ def train_language_model(model: nn.Module, optimizer, data: TextData, *, max_ste
     with torch.random.fork_rng(devices=_cuda_indices(device)):
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        run = _Run(model, optimizer, scheduler, "step", device, max_steps, steps_per_epoch, progress,
-                   desc or type(optimizer).__name__, leave, history)
+        run = _Run(
+            model,
+            optimizer,
+            scheduler,
+            "step",
+            device,
+            max_steps,
+            steps_per_epoch,
+            progress,
+            desc or type(optimizer).__name__,
+            leave,
+            history,
+        )
         model.train()
         try:
             while run.step < max_steps:

@@ -123,7 +123,7 @@ def _check_values(values, name: str) -> list:
 
 
 def player(
-    make_figure: Callable[[object], "plt.Figure"],
+    make_figure: Callable[[object], plt.Figure],
     values: Sequence,
     *,
     name: str,
@@ -232,8 +232,10 @@ def explore(
     unknown = set(defaults) - set(sliders)
     if unknown:
         raise ValueError(f"defaults must name sliders ({', '.join(sliders)}); unknown: {', '.join(sorted(unknown))}")
-    start = {name: values[_index_of(values, defaults[name], name)] if name in defaults else values[0]
-             for name, values in sliders.items()}
+    start = {
+        name: values[_index_of(values, defaults[name], name)] if name in defaults else values[0]
+        for name, values in sliders.items()
+    }
     parameters = inspect.signature(draw).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     missing = [name for name in sliders if name not in parameters and not accepts_any]

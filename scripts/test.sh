@@ -22,6 +22,10 @@ export OPTLIB_STATIC=1
 # keeps float reductions in one order, so reruns give the same numbers.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 
+# Lint and format first: they take a second and fail with the line to fix.
+ruff check
+ruff format --check
+
 # Warnings are errors (-W, -n): a broken reference, citation or notebook fails here.
 # Start from an empty _build/html: pages of removed files must not linger.
 jupyter-book clean .

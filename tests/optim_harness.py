@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import io
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import pytest
 import torch
@@ -49,14 +49,14 @@ DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["
 
 # Names of the tensors make_params returns, in order, so failures say which tensor broke.
 PARAM_NAMES = (
-    "matrix",         # (7, 5)
-    "bias",           # (5,)
-    "scalar",         # 0-dim
-    "transposed",     # (4, 6) view of a (6, 4) tensor: non-contiguous but dense
-    "strided",        # (3, 4) every other column of a (3, 8) tensor: non-contiguous, with gaps
-    "conv",           # (2, 3, 3, 3)
-    "frozen",         # (3,) never gets a gradient
-    "intermittent",   # (2, 2) has no gradient on every third step
+    "matrix",  # (7, 5)
+    "bias",  # (5,)
+    "scalar",  # 0-dim
+    "transposed",  # (4, 6) view of a (6, 4) tensor: non-contiguous but dense
+    "strided",  # (3, 4) every other column of a (3, 8) tensor: non-contiguous, with gaps
+    "conv",  # (2, 3, 3, 3)
+    "frozen",  # (3,) never gets a gradient
+    "intermittent",  # (2, 2) has no gradient on every third step
 )
 NO_GRAD_PARAM = PARAM_NAMES.index("frozen")
 SOMETIMES_NO_GRAD_PARAM = PARAM_NAMES.index("intermittent")
@@ -165,7 +165,9 @@ def _state_of(optimizer, p: Tensor) -> dict:
 
 def assert_params_close(actual: Iterable[Tensor], expected: Iterable[Tensor], what: str = "", **tol) -> None:
     for name, a, e in zip(PARAM_NAMES, actual, expected, strict=True):
-        torch.testing.assert_close(a.detach(), e.detach(), msg=lambda m, name=name: f"{what} param {name!r}: {m}", **tol)
+        torch.testing.assert_close(
+            a.detach(), e.detach(), msg=lambda m, name=name: f"{what} param {name!r}: {m}", **tol
+        )
 
 
 def assert_states_close(

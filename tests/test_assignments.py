@@ -58,7 +58,9 @@ def _load(path: Path) -> dict:
 
 
 BOUNDARY = re.compile(r"^\s*#\s*(BEGIN|END)\s+(QUESTION|SOLUTION|TESTS|PROMPT)\b", re.IGNORECASE)
-TEST_CONFIG = re.compile(r'(?s)^\s*(?:\w+\s*=\s*)?"""\s*#\s*BEGIN\s+TEST\s+CONFIG(.*?)"""\s*#\s*END\s+TEST\s+CONFIG[^\n]*\n?')
+TEST_CONFIG = re.compile(
+    r'(?s)^\s*(?:\w+\s*=\s*)?"""\s*#\s*BEGIN\s+TEST\s+CONFIG(.*?)"""\s*#\s*END\s+TEST\s+CONFIG[^\n]*\n?'
+)
 
 
 @cache
@@ -101,7 +103,7 @@ def master(folder: Path) -> dict:
             config = TEST_CONFIG.match(text)
             if config:
                 hidden = bool(re.search(r"^\s*hidden\s*:\s*true\s*$", config.group(1), re.MULTILINE | re.IGNORECASE))
-                body = text[config.end():]
+                body = text[config.end() :]
             else:
                 first = text.lstrip().split("\n", 1)[0]
                 hidden = first.startswith("#") and bool(re.search(r"\bhidden\b", first, re.IGNORECASE))
@@ -186,8 +188,17 @@ def built(build_root):
     def get(folder: Path) -> dict[str, Path]:
         if folder not in _BUILT:
             done = subprocess.run(
-                [sys.executable, str(ROOT / "scripts" / "build_assignments.py"), folder.name[:2], "--out", str(build_root)],
-                check=False, capture_output=True, text=True, timeout=OTTER_RUN_TIMEOUT_S,
+                [
+                    sys.executable,
+                    str(ROOT / "scripts" / "build_assignments.py"),
+                    folder.name[:2],
+                    "--out",
+                    str(build_root),
+                ],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=OTTER_RUN_TIMEOUT_S,
             )
             assert done.returncode == 0, f"building {folder.name} failed:\n{done.stdout}\n{done.stderr}"
             out = build_root / folder.name
@@ -212,11 +223,26 @@ def otter_run(notebook: Path, autograder: Path, workdir: Path, *, debug: bool) -
         shutil.copy(notebook, submission)
     results = workdir / "results"
     results.mkdir(exist_ok=True)
-    command = [sys.executable, "-m", "otter", "run", "--no-logo", "-a", str(autograder), "-o", str(results), str(submission)]
+    command = [
+        sys.executable,
+        "-m",
+        "otter",
+        "run",
+        "--no-logo",
+        "-a",
+        str(autograder),
+        "-o",
+        str(results),
+        str(submission),
+    ]
     if debug:
         command.insert(4, "--debug")
-    done = subprocess.run(command, check=False, cwd=workdir, capture_output=True, text=True, timeout=OTTER_RUN_TIMEOUT_S)
-    assert done.returncode == 0, f"otter run failed on {notebook.name} (exit status {done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    done = subprocess.run(
+        command, check=False, cwd=workdir, capture_output=True, text=True, timeout=OTTER_RUN_TIMEOUT_S
+    )
+    assert done.returncode == 0, (
+        f"otter run failed on {notebook.name} (exit status {done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    )
     return _load(results / "results.json")
 
 
@@ -247,7 +273,11 @@ def test_folder_holds_its_master_notebook(folder):
 @pytest.mark.parametrize("folder", ASSIGNMENTS, ids=_ids)
 def test_master_is_stored_without_outputs(folder):
     nb = master(folder)["nb"]
-    dirty = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
+    dirty = [
+        i
+        for i, c in enumerate(nb["cells"])
+        if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None)
+    ]
     assert not dirty, f"{folder.name}: cells {dirty} keep outputs or execution counts (clear them before committing)"
 
 
@@ -257,7 +287,9 @@ def test_has_4_to_8_autograded_and_1_to_2_written_questions(folder):
     autograded = [q for q, info in questions.items() if not info["manual"]]
     written = [q for q, info in questions.items() if info["manual"]]
     assert 4 <= len(autograded) <= 8, f"{folder.name}: {len(autograded)} autograded questions {autograded}, 4-8 needed"
-    assert 1 <= len(written) <= 2, f"{folder.name}: {len(written)} written (manual: true) questions {written}, 1-2 needed"
+    assert 1 <= len(written) <= 2, (
+        f"{folder.name}: {len(written)} written (manual: true) questions {written}, 1-2 needed"
+    )
     for name in autograded:
         info = questions[name]
         assert info["public"] >= 1, f"{folder.name} {name}: no public test (students need one to check their work)"
@@ -267,7 +299,9 @@ def test_has_4_to_8_autograded_and_1_to_2_written_questions(folder):
 def _minutes(text: str) -> list[float]:
     """Durations written in a text: '90 minutes', '60-120 min', '1.5 hours', '1-2 h'."""
     found = []
-    for low, high, unit in re.findall(r"(\d+(?:\.\d+)?)(?:\s*(?:–|-|to)\s*(\d+(?:\.\d+)?))?\s*(min(?:utes?)?|h(?:ours?|rs?)?)\b", text):
+    for low, high, unit in re.findall(
+        r"(\d+(?:\.\d+)?)(?:\s*(?:–|-|to)\s*(\d+(?:\.\d+)?))?\s*(min(?:utes?)?|h(?:ours?|rs?)?)\b", text
+    ):
         factor = 1.0 if unit.startswith("m") else 60.0
         found += [float(v) * factor for v in (low, high) if v]
     return found
@@ -280,18 +314,24 @@ def test_opens_with_title_goals_and_time_estimate(folder):
     assert markdown, f"{folder.name}: no Markdown cell"
     top = _source(markdown[0])
     assert top.lstrip().startswith("# "), f"{folder.name}: the first Markdown cell starts with the '# Title'"
-    assert re.search(r"goal", top, re.IGNORECASE), f"{folder.name}: the first Markdown cell must state the learning goals"
+    assert re.search(r"goal", top, re.IGNORECASE), (
+        f"{folder.name}: the first Markdown cell must state the learning goals"
+    )
     durations = _minutes(top)
     assert durations, f"{folder.name}: the first Markdown cell must give a time estimate (e.g. 'about 90 minutes')"
     assert all(60 <= m <= 120 for m in durations), f"{folder.name}: time estimate {durations} minutes is outside 60-120"
-    assert "grader.check" in top, f"{folder.name}: the top must say how to check your work (grader.check(\"q1\"))"
+    assert "grader.check" in top, f'{folder.name}: the top must say how to check your work (grader.check("q1"))'
 
 
 @pytest.mark.parametrize("folder", ASSIGNMENTS, ids=_ids)
 def test_first_code_cell_installs_optlib_and_otter_in_colab(folder):
     nb = master(folder)["nb"]
     first = next(_source(c) for c in nb["cells"] if c["cell_type"] == "code")
-    guard = re.search(r"^try:[ \t]*\n(?P<body>(?:[ \t]+[^\n]*\n|[ \t]*\n)+)except (?:ImportError|ModuleNotFoundError)\b", first, re.MULTILINE)
+    guard = re.search(
+        r"^try:[ \t]*\n(?P<body>(?:[ \t]+[^\n]*\n|[ \t]*\n)+)except (?:ImportError|ModuleNotFoundError)\b",
+        first,
+        re.MULTILINE,
+    )
     assert guard and re.search(r"^\s+import optlib\b", guard.group("body"), re.MULTILINE), (
         f"{folder.name}: the first code cell must try `import optlib` and install only on ImportError"
     )
@@ -316,15 +356,23 @@ def test_lists_at_least_two_typical_mistakes(folder):
     path = folder / "mistakes.json"
     assert path.is_file(), f"{folder.name}: no mistakes.json"
     mistakes = json.loads(path.read_text(encoding="utf-8"))
-    assert isinstance(mistakes, list) and len(mistakes) >= 2, f"{folder.name}: mistakes.json needs at least two mistakes"
+    assert isinstance(mistakes, list) and len(mistakes) >= 2, (
+        f"{folder.name}: mistakes.json needs at least two mistakes"
+    )
     names = [m.get("name") for m in mistakes]
-    assert len(set(names)) == len(names) and all(names), f"{folder.name}: mistake names must be unique and non-empty: {names}"
+    assert len(set(names)) == len(names) and all(names), (
+        f"{folder.name}: mistake names must be unique and non-empty: {names}"
+    )
     autograded = {q for q, info in master(folder)["questions"].items() if not info["manual"]}
     for mistake in mistakes:
         missing = {"name", "question", "find", "replace", "message"} - set(mistake)
         assert not missing, f"{folder.name} {mistake.get('name')}: missing keys {sorted(missing)}"
-        assert mistake["question"] in autograded, f"{folder.name} {mistake['name']}: {mistake['question']} is not an autograded question"
-        assert mistake["find"] != mistake["replace"] and mistake["message"].strip(), f"{folder.name} {mistake['name']}: empty mistake"
+        assert mistake["question"] in autograded, (
+            f"{folder.name} {mistake['name']}: {mistake['question']} is not an autograded question"
+        )
+        assert mistake["find"] != mistake["replace"] and mistake["message"].strip(), (
+            f"{folder.name} {mistake['name']}: empty mistake"
+        )
 
 
 # --------------------------------------------------------------------------- the build and the grader
@@ -336,7 +384,9 @@ def test_build_makes_student_solution_and_autograder(folder, built):
     for role, path in paths.items():
         assert path.is_file() and path.stat().st_size > 0, f"{folder.name}: the build made no {role} file {path}"
     student = _load(paths["student"])
-    assert not any(c.get("outputs") for c in student["cells"] if c["cell_type"] == "code"), f"{folder.name}: student notebook has outputs"
+    assert not any(c.get("outputs") for c in student["cells"] if c["cell_type"] == "code"), (
+        f"{folder.name}: student notebook has outputs"
+    )
 
 
 @pytest.mark.parametrize("folder", ASSIGNMENTS, ids=_ids)
@@ -346,7 +396,9 @@ def test_solution_scores_full_marks(folder, built, tmp_path):
     autograded = {q for q, info in master(folder)["questions"].items() if not info["manual"]}
     assert set(results) == autograded, f"{folder.name}: graded {sorted(results)}, the master has {sorted(autograded)}"
     lost = {q: out for q, (score, top, out) in results.items() if score < top}
-    assert not lost, f"{folder.name}: the solution loses points:\n" + "\n".join(f"{q}: {out}" for q, out in lost.items())
+    assert not lost, f"{folder.name}: the solution loses points:\n" + "\n".join(
+        f"{q}: {out}" for q, out in lost.items()
+    )
 
 
 @pytest.mark.parametrize("folder", ASSIGNMENTS, ids=_ids)
@@ -356,7 +408,9 @@ def test_blank_student_notebook_runs_and_scores_zero(folder, built, tmp_path):
     results = scores(otter_run(paths["student"], paths["autograder"], tmp_path, debug=True))
     assert results, f"{folder.name}: nothing was graded"
     earned = {q: score for q, (score, _, _) in results.items() if score > 0}
-    assert not earned, f"{folder.name}: the blank notebook earns points {earned}: a test passes without the student's code"
+    assert not earned, (
+        f"{folder.name}: the blank notebook earns points {earned}: a test passes without the student's code"
+    )
 
 
 @pytest.mark.parametrize("folder, mistake", MISTAKES, ids=[f"{f.name}-{m.get('name')}" for f, m in MISTAKES])
@@ -365,7 +419,9 @@ def test_typical_mistake_gets_partial_credit_and_is_named(folder, mistake, built
     nb = _load(paths["solution"])
     hits = [(i, _source(c).count(mistake["find"])) for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"]
     hits = [(i, n) for i, n in hits if n]
-    assert sum(n for _, n in hits) == 1, f"{folder.name} {mistake['name']}: `find` occurs {sum(n for _, n in hits)} times in the solution, must be once"
+    assert sum(n for _, n in hits) == 1, (
+        f"{folder.name} {mistake['name']}: `find` occurs {sum(n for _, n in hits)} times in the solution, must be once"
+    )
     cell = nb["cells"][hits[0][0]]
     cell["source"] = _source(cell).replace(mistake["find"], mistake["replace"])
     submission = tmp_path / "submission" / paths["solution"].name
@@ -387,7 +443,9 @@ def test_student_notebook_has_no_solution_and_no_hidden_test(folder, built):
     # Line by line, quotes unified: Otter rewrites test code with ast.unparse, which changes " to '.
     student_lines = {_normal(line) for text in _strings(_load(built(folder)["student"])) for line in text.splitlines()}
     leaked = {
-        kind: [line.strip() for line in lines if _telling(line, info["visible_lines"]) and _normal(line) in student_lines]
+        kind: [
+            line.strip() for line in lines if _telling(line, info["visible_lines"]) and _normal(line) in student_lines
+        ]
         for kind, lines in (("solution", info["solution_lines"]), ("hidden test", info["hidden_lines"]))
     }
     assert info["solution_lines"], f"{folder.name}: found no solution lines in the master notebook"
@@ -410,7 +468,9 @@ def test_has_a_teachers_page_that_offers_the_student_notebook(folder):
     assert f"teachers/{folder.name}" in toc_entries(), f"teachers/{folder.name} is not in _toc.yml's part For teachers"
     targets = DOWNLOAD.findall(page.read_text(encoding="utf-8"))
     expected = f"../_build/assignments/{folder.name}/student/{folder.name}.ipynb"
-    assert targets == [expected], f"teachers/{folder.name}.md must offer exactly {{download}}`...<{expected}>`, it offers {targets}"
+    assert targets == [expected], (
+        f"teachers/{folder.name}.md must offer exactly {{download}}`...<{expected}>`, it offers {targets}"
+    )
 
 
 def test_teachers_pages_belong_to_assignments_and_offer_no_solution():
@@ -420,4 +480,6 @@ def test_teachers_pages_belong_to_assignments_and_offer_no_solution():
                 f"teachers/{page.name} describes an assignment that does not exist"
             )
         for target in DOWNLOAD.findall(page.read_text(encoding="utf-8")):
-            assert "/student/" in target and "autograder" not in target, f"teachers/{page.name} offers {target}: only student notebooks"
+            assert "/student/" in target and "autograder" not in target, (
+                f"teachers/{page.name} offers {target}: only student notebooks"
+            )

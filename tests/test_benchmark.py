@@ -13,8 +13,8 @@ matplotlib.use("Agg")
 
 from optlib import benchmark as bm  # noqa: E402
 from optlib.benchmark import _stats  # noqa: E402
-from optlib.benchmark._problems import BenchmarkProblem  # noqa: E402
 from optlib.benchmark.__main__ import main  # noqa: E402
+from optlib.benchmark._problems import BenchmarkProblem  # noqa: E402
 
 # ----------------------------------------------------------------------------- grids
 
@@ -37,9 +37,14 @@ def test_grid_centres_follow_conventions():
     assert bm.lr_grid(1e-3, 5, 4.0) == pytest.approx([1e-5, 1e-4, 1e-3, 1e-2, 1e-1])
 
 
-@pytest.mark.parametrize("kwargs, name", [(dict(default_lr=0.0, points=3, decades=2), "default_lr"),
-                                          (dict(default_lr=1e-3, points=0, decades=2), "points"),
-                                          (dict(default_lr=1e-3, points=3, decades=-1), "decades")])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(default_lr=0.0, points=3, decades=2), "default_lr"),
+        (dict(default_lr=1e-3, points=0, decades=2), "points"),
+        (dict(default_lr=1e-3, points=3, decades=-1), "decades"),
+    ],
+)
 def test_grid_rejects_bad_input(kwargs, name):
     with pytest.raises(ValueError, match=name):
         bm.lr_grid(**kwargs)
@@ -78,8 +83,13 @@ def _toy_problem(calls):
     def runner(cfg, spec, lr, seed):
         calls.append((lr, seed))
         loss = (math.log10(lr) + 2) ** 2 + 0.01 * seed
-        curves = {"step": [1, 2], "train_loss": [loss + 1, loss], "val_loss": [loss + 1, loss],
-                  "val_accuracy": [math.nan] * 2, "time": [0.1, 0.2]}
+        curves = {
+            "step": [1, 2],
+            "train_loss": [loss + 1, loss],
+            "val_loss": [loss + 1, loss],
+            "val_accuracy": [math.nan] * 2,
+            "time": [0.1, 0.2],
+        }
         return curves, lr > 0.5
 
     return BenchmarkProblem("toy", "toy", {"tiny": {"steps": 2}}, runner, False, "loss")
@@ -121,10 +131,17 @@ def test_network_run_is_deterministic():
 def test_summarize_problem_target_is_the_median_halfway_loss():
     def run(losses):
         n = len(losses)
-        return {"diverged": False, "steps": 10 * n, "wall_time": 1.0,
-                "final": {"val_loss": losses[-1], "train_loss": losses[-1], "val_accuracy": math.nan},
-                "curves": {"step": [10 * (i + 1) for i in range(n)], "val_loss": losses,
-                           "time": [0.5 * (i + 1) for i in range(n)]}}
+        return {
+            "diverged": False,
+            "steps": 10 * n,
+            "wall_time": 1.0,
+            "final": {"val_loss": losses[-1], "train_loss": losses[-1], "val_accuracy": math.nan},
+            "curves": {
+                "step": [10 * (i + 1) for i in range(n)],
+                "val_loss": losses,
+                "time": [0.5 * (i + 1) for i in range(n)],
+            },
+        }
 
     results = {  # halfway (step 20 of 40) losses 3, 2 and 5 -> median 3
         "A": {"lr": 0.1, "runs": [run([4, 3, 2, 1]), run([4, 3, 2, 1.1])]},
@@ -141,9 +158,13 @@ def test_summarize_problem_target_is_the_median_halfway_loss():
 
 def test_log_scale_separates_losses_that_span_orders_of_magnitude():
     def run(loss):
-        return {"diverged": False, "steps": 10, "wall_time": 1.0,
-                "final": {"val_loss": loss, "train_loss": loss, "val_accuracy": math.nan},
-                "curves": {"step": [10], "val_loss": [loss], "time": [1.0]}}
+        return {
+            "diverged": False,
+            "steps": 10,
+            "wall_time": 1.0,
+            "final": {"val_loss": loss, "train_loss": loss, "val_accuracy": math.nan},
+            "curves": {"step": [10], "val_loss": [loss], "time": [1.0]},
+        }
 
     # The quick benchmark's quadratic in miniature: "tight" ends near 1e-15 on every seed, "wild"
     # anywhere from 1e-14 to 4e-10. On the raw scale the one 4e-10 seed inflates wild's standard
@@ -203,12 +224,14 @@ def test_welch_edge_cases():
 
 
 def test_mark_significance():
-    marks = bm.mark_significance({
-        "best": [1.0, 1.1, 0.9, 1.05],
-        "close": [1.05, 1.2, 0.95, 1.1],
-        "far": [2.0, 2.1, 1.9, 2.05],
-        "diverged": [1.0, math.inf, 1.0, 1.0],
-    })
+    marks = bm.mark_significance(
+        {
+            "best": [1.0, 1.1, 0.9, 1.05],
+            "close": [1.05, 1.2, 0.95, 1.1],
+            "far": [2.0, 2.1, 1.9, 2.05],
+            "diverged": [1.0, math.inf, 1.0, 1.0],
+        }
+    )
     assert marks["best"]["mark"] == "best" and marks["best"]["best"]
     assert marks["close"]["mark"] == "not distinguishable from the best" and marks["close"]["p"] > 0.05
     assert marks["far"]["distinguishable"] and marks["far"]["mark"].startswith("worse (p=")
@@ -244,8 +267,9 @@ def test_bad_names_raise():
 
 @pytest.fixture(scope="module")
 def tiny_payload():
-    return bm.run_benchmark("tiny", problems=["quadratic", "digits_mlp"], optimizers=["SGD", "Adam", "Momentum"],
-                            progress=False)
+    return bm.run_benchmark(
+        "tiny", problems=["quadratic", "digits_mlp"], optimizers=["SGD", "Adam", "Momentum"], progress=False
+    )
 
 
 def test_tiny_run_has_everything_chapter_12_needs(tiny_payload):
@@ -253,7 +277,7 @@ def test_tiny_run_has_everything_chapter_12_needs(tiny_payload):
     assert p["seeds"] == [1, 2] and p["search_seed"] == 0
     for name in ("quadratic", "digits_mlp"):
         results = p["problems"][name]["results"]
-        for opt, r in results.items():
+        for r in results.values():
             assert len(r["search"]) == 3 and [s["lr"] for s in r["search"]] == r["grid"]
             assert r["lr"] in r["grid"]
             assert r["lr"] == bm.select_lr(r["search"])
@@ -298,10 +322,26 @@ def test_plots_are_titled_and_labelled(tiny_payload):
 
 def test_cli_tiny_end_to_end(tmp_path, capsys):
     out = tmp_path / "cli.json"
-    opts = ["SGD", "Adam"] + (["ScheduleFreeAdamW"] if bm.available_optimizers(
-        ["ScheduleFreeAdamW"], verbose=False)[0] else [])
-    assert main(["--size", "tiny", "--problems", "rosenbrock", "mnist1d_cnn", "--optimizers", *opts,
-                 "--no-progress", "--out", str(out)]) == 0
+    opts = ["SGD", "Adam"] + (
+        ["ScheduleFreeAdamW"] if bm.available_optimizers(["ScheduleFreeAdamW"], verbose=False)[0] else []
+    )
+    assert (
+        main(
+            [
+                "--size",
+                "tiny",
+                "--problems",
+                "rosenbrock",
+                "mnist1d_cnn",
+                "--optimizers",
+                *opts,
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "Rosenbrock" in text and "MNIST-1D" in text and "Greydanus" in text and "vs best" in text
     record = json.loads(out.read_text())

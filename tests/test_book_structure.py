@@ -102,7 +102,11 @@ def _glossary_terms() -> set[str]:
     text = (ROOT / "glossary.md").read_text(encoding="utf-8")
     body = text.split("```{glossary}", 1)[1].split("\n```", 1)[0]
     # A term is an unindented line; its definition is indented below it.
-    return {line.strip().lower() for line in body.splitlines() if line.strip() and not line[0].isspace() and not line.startswith(":")}
+    return {
+        line.strip().lower()
+        for line in body.splitlines()
+        if line.strip() and not line[0].isspace() and not line.startswith(":")
+    }
 
 
 # --------------------------------------------------------------------------- the table of contents
@@ -119,7 +123,9 @@ def test_every_chapter_notebook_is_in_the_toc_and_vice_versa():
     assert on_disk - in_toc == set(), f"notebooks missing from _toc.yml: {sorted(p.name for p in on_disk - in_toc)}"
     toc_notebooks = {p for p in in_toc if p.suffix == ".ipynb"}
     outside = toc_notebooks - on_disk - set(SOLUTION_NOTEBOOKS)
-    assert outside == set(), f"_toc.yml notebooks outside chapters/ and chapters/solutions/: {sorted(map(str, outside))}"
+    assert outside == set(), (
+        f"_toc.yml notebooks outside chapters/ and chapters/solutions/: {sorted(map(str, outside))}"
+    )
     assert len(NOTEBOOKS) == 13, f"the course has 13 chapters, chapters/ holds {len(NOTEBOOKS)}"
 
 
@@ -128,7 +134,9 @@ def test_every_solutions_notebook_belongs_to_a_chapter_and_is_in_the_toc():
     orphans = sorted(p.name for p in SOLUTION_NOTEBOOKS if p not in {_companion(c) for c in NOTEBOOKS})
     assert not orphans, f"chapters/solutions/ holds notebooks that are no chapter's NN_slug_solutions.ipynb: {orphans}"
     missing = sorted(p.name for p in SOLUTION_NOTEBOOKS if p not in in_toc)
-    assert not missing, f"solutions notebooks missing from _toc.yml (so neither the book nor nbval runs them): {missing}"
+    assert not missing, (
+        f"solutions notebooks missing from _toc.yml (so neither the book nor nbval runs them): {missing}"
+    )
 
 
 def test_chapters_are_in_numbered_order_in_the_toc():
@@ -151,7 +159,11 @@ def notebook(request) -> tuple[Path, dict]:
 
 def test_notebook_is_stored_without_outputs(notebook):
     path, nb = notebook
-    dirty = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
+    dirty = [
+        i
+        for i, c in enumerate(nb["cells"])
+        if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None)
+    ]
     assert not dirty, f"{path.name}: cells {dirty} keep outputs or execution counts (clear them before committing)"
     assert "widgets" not in nb.get("metadata", {}), f"{path.name}: saved widget state in the notebook metadata"
 
@@ -180,8 +192,12 @@ def test_first_code_cell_installs_optlib_only_when_missing(notebook):
     assert cells, f"{path.name} has no code cell"
     first = re.sub(r"#[^\n]*", "", cells[0])
     guard = COLAB_GUARD.search(first)
-    assert guard, f"{path.name}: the first code cell must be `try: import optlib` / `except ImportError:` + %pip install"
-    assert re.search(r"[%!]pip install[^\n]*optlib", guard.group("body")), f"{path.name}: the except branch must pip install optlib"
+    assert guard, (
+        f"{path.name}: the first code cell must be `try: import optlib` / `except ImportError:` + %pip install"
+    )
+    assert re.search(r"[%!]pip install[^\n]*optlib", guard.group("body")), (
+        f"{path.name}: the except branch must pip install optlib"
+    )
     installs = sum(len(re.findall(r"pip install", re.sub(r"#[^\n]*", "", cell))) for cell in cells)
     guarded = len(re.findall(r"pip install", guard.group("body")))
     assert installs == guarded, f"{path.name}: `pip install` outside the first cell's ImportError guard"
@@ -205,11 +221,15 @@ def test_chapter_has_three_exercises_and_no_solution_in_it(notebook):
     assert all(labels), f"{path.name}: every exercise needs a :label:"
     assert len(set(labels)) == len(labels), f"{path.name}: duplicate exercise labels {labels}"
     inline = [name for name in ("solution", "solution-start", "solution-end") if _directives(text, name)]
-    assert not inline, f"{path.name}: {inline} directives in the chapter; solutions go to {_companion(path).relative_to(ROOT)}"
+    assert not inline, (
+        f"{path.name}: {inline} directives in the chapter; solutions go to {_companion(path).relative_to(ROOT)}"
+    )
 
 
 # An exercise directive and its body, up to the closing fence of the same length (so fenced code inside is fine).
-EXERCISE_BLOCK = re.compile(r"^(?P<fence>`{3,}|:{3,})\{exercise\}[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.MULTILINE | re.DOTALL)
+EXERCISE_BLOCK = re.compile(
+    r"^(?P<fence>`{3,}|:{3,})\{exercise\}[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.MULTILINE | re.DOTALL
+)
 # "## Exercise 3.2" -> "exercise-32": the anchor MyST (myst_heading_anchors) and GitHub give the heading.
 HEADING = re.compile(r"^#{1,3} +(.+?) *$", re.MULTILINE)
 
@@ -264,11 +284,16 @@ def test_solutions_notebook_solves_every_exercise_in_hidden_code_cells(solutions
     gated = _directives(text, "solution-start")
     solved = [argument for argument, _ in gated] + [argument for argument, _ in _directives(text, "solution")]
     assert sorted(solved) == sorted(labels), f"{path.name}: solutions to {solved}, the chapter's exercises are {labels}"
-    shown = [argument for argument, options in gated + _directives(text, "solution")
-             if "dropdown" not in options.get("class", "").split()]
+    shown = [
+        argument
+        for argument, options in gated + _directives(text, "solution")
+        if "dropdown" not in options.get("class", "").split()
+    ]
     assert not shown, f"{path.name}: solutions not hidden on the website (add `:class: dropdown`): {shown}"
     for label in labels:
-        assert f"{{ref}}`{label}`" in text, f"{path.name}: the solution to {label} does not link back to it with {{ref}}`{label}`"
+        assert f"{{ref}}`{label}`" in text, (
+            f"{path.name}: the solution to {label} does not link back to it with {{ref}}`{label}`"
+        )
     fenced = re.findall(r"^`{3,}(?:python|ipython3?|py)\s*$", text, re.MULTILINE)
     assert not fenced, f"{path.name}: code in a Markdown fence is never run; put it in a code cell"
     # Walk the cells: every code cell after the first solution sits between a solution-start and its
@@ -296,9 +321,13 @@ def test_solutions_notebook_solves_every_exercise_in_hidden_code_cells(solutions
 def test_solutions_notebook_cites_and_terms_exist(solutions):
     path, nb, _ = solutions
     cited = [key.strip() for group in CITE.findall(_markdown(nb)) for key in group.split(",")]
-    assert set(cited) <= set(_bib_keys()), f"{path.name}: cites keys missing from references.bib: {sorted(set(cited) - set(_bib_keys()))}"
+    assert set(cited) <= set(_bib_keys()), (
+        f"{path.name}: cites keys missing from references.bib: {sorted(set(cited) - set(_bib_keys()))}"
+    )
     terms = {_term_target(term) for term in TERM.findall(_markdown(nb))}
-    assert terms <= _glossary_terms(), f"{path.name}: {{term}} targets missing from glossary.md: {sorted(terms - _glossary_terms())}"
+    assert terms <= _glossary_terms(), (
+        f"{path.name}: {{term}} targets missing from glossary.md: {sorted(terms - _glossary_terms())}"
+    )
 
 
 def _directives_closed_by_inner_code(text: str) -> list[str]:
@@ -357,12 +386,30 @@ def test_chapter_terms_are_in_the_glossary(notebook):
 
 
 PRIMARY_SOURCES = [
-    "robbins1951stochastic", "polyak1964some", "nesterov1983method", "sutskever2013importance",
-    "duchi2011adaptive", "tieleman2012lecture", "graves2013generating", "kingma2015adam",
-    "reddi2018convergence", "loshchilov2019decoupled", "dozat2016incorporating", "goh2017why",
-    "greydanus2020scaling", "karpathy2022nanogpt", "dahl2023benchmarking", "defazio2024road",
-    "xie2024adan", "bottou2018optimization", "zhang2023dive", "keskar2017large", "wilson2017marginal",
-    "goyal2017accurate", "lecun1998gradient", "mccandlish2018empirical",
+    "robbins1951stochastic",
+    "polyak1964some",
+    "nesterov1983method",
+    "sutskever2013importance",
+    "duchi2011adaptive",
+    "tieleman2012lecture",
+    "graves2013generating",
+    "kingma2015adam",
+    "reddi2018convergence",
+    "loshchilov2019decoupled",
+    "dozat2016incorporating",
+    "goh2017why",
+    "greydanus2020scaling",
+    "karpathy2022nanogpt",
+    "dahl2023benchmarking",
+    "defazio2024road",
+    "xie2024adan",
+    "bottou2018optimization",
+    "zhang2023dive",
+    "keskar2017large",
+    "wilson2017marginal",
+    "goyal2017accurate",
+    "lecun1998gradient",
+    "mccandlish2018empirical",
 ]
 
 
@@ -387,7 +434,9 @@ def test_glossary_terms_have_a_ukrainian_equivalent():
     assert len(entries) >= 35, f"the glossary has {len(entries)} terms"
     for entry in entries:
         term, _, definition = entry.partition("\n")
-        assert re.match(r"\s+\*\*uk:\*\* [^\n]*[а-щьюяєіїґ]", definition, re.IGNORECASE), f"{term!r} has no **uk:** line in Ukrainian"
+        assert re.match(r"\s+\*\*uk:\*\* [^\n]*[а-щьюяєіїґ]", definition, re.IGNORECASE), (
+            f"{term!r} has no **uk:** line in Ukrainian"
+        )
 
 
 def test_glossary_cross_references_resolve():

@@ -27,8 +27,11 @@ def data_copy(tmp_path, monkeypatch):
 
 def test_manifest_lists_every_shipped_file_with_its_checksum():
     listed = json.loads((DATA / "MANIFEST.json").read_text())["files"]
-    on_disk = {p.relative_to(DATA).as_posix() for p in DATA.rglob("*")
-               if p.is_file() and p.name != "MANIFEST.json" and p.relative_to(DATA).parts[0] != "results"}
+    on_disk = {
+        p.relative_to(DATA).as_posix()
+        for p in DATA.rglob("*")
+        if p.is_file() and p.name != "MANIFEST.json" and p.relative_to(DATA).parts[0] != "results"
+    }
     assert set(listed) == on_disk
     for relative, entry in listed.items():
         content = (DATA / relative).read_bytes()
@@ -41,14 +44,18 @@ def test_corrupted_file_raises_data_integrity_error(data_copy):
     content = bytearray(target.read_bytes())
     content[100] ^= 0xFF
     target.write_bytes(bytes(content))
-    with pytest.raises(D.DataIntegrityError, match=r"t10k-labels-idx1-ubyte\.gz is corrupted.*git checkout -- data/mnist/"):
+    with pytest.raises(
+        D.DataIntegrityError, match=r"t10k-labels-idx1-ubyte\.gz is corrupted.*git checkout -- data/mnist/"
+    ):
         D.load_mnist()
     assert issubclass(D.DataIntegrityError, ValueError)
 
 
 def test_missing_file_says_how_to_restore_it(data_copy):
     (data_copy / "tinyshakespeare" / "input.txt").unlink()
-    with pytest.raises(FileNotFoundError, match=r"input\.txt is missing.*git checkout -- data/tinyshakespeare/input\.txt.*OPTLIB_DATA"):
+    with pytest.raises(
+        FileNotFoundError, match=r"input\.txt is missing.*git checkout -- data/tinyshakespeare/input\.txt.*OPTLIB_DATA"
+    ):
         D.load_shakespeare()
 
 
@@ -93,12 +100,14 @@ def test_repository_data_copy_extracts_only_data_and_caches_it(tmp_path, monkeyp
     import io
     import urllib.request
 
-    archive = _archive_of({
-        "data/MANIFEST.json": b'{"files": {}}',
-        "data/results/x.json": b"{}",
-        "optlib/__init__.py": b"",
-        "README.md": b"readme",
-    })
+    archive = _archive_of(
+        {
+            "data/MANIFEST.json": b'{"files": {}}',
+            "data/results/x.json": b"{}",
+            "optlib/__init__.py": b"",
+            "README.md": b"readme",
+        }
+    )
     opened = []
 
     def fake_urlopen(url, timeout):
@@ -177,13 +186,16 @@ def test_classification_and_bag_of_words():
     assert 0.4 < bow.y_train.float().mean() < 0.6
 
 
-@pytest.mark.parametrize("call, name", [
-    (lambda: D.load_digits(val_fraction=1.5), "val_fraction"),
-    (lambda: D.load_mnist1d(n_samples=5), "n_samples"),
-    (lambda: D.make_regression(condition_number=0.5), "condition_number"),
-    (lambda: D.make_sparse_bag_of_words(zipf_exponent=-1), "zipf_exponent"),
-    (lambda: D.load_shakespeare(block_size=0), "block_size"),
-])
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: D.load_digits(val_fraction=1.5), "val_fraction"),
+        (lambda: D.load_mnist1d(n_samples=5), "n_samples"),
+        (lambda: D.make_regression(condition_number=0.5), "condition_number"),
+        (lambda: D.make_sparse_bag_of_words(zipf_exponent=-1), "zipf_exponent"),
+        (lambda: D.load_shakespeare(block_size=0), "block_size"),
+    ],
+)
 def test_bad_arguments_name_themselves(call, name):
     with pytest.raises(ValueError, match=name):
         call()

@@ -35,8 +35,9 @@ WORLD_SIZE, STEPS, SAVE_AT = 2, 20, 10
 
 def _run(strategy: str, name: str, path: str, **extra) -> dict:
     hyperparameters = {**DEMO_HYPERPARAMETERS[name], "foreach": PATHS[path]}
-    return dict(strategy=strategy, optimizer=name, steps=STEPS, hyperparameters=hyperparameters,
-                return_parameters=True, **extra)
+    return dict(
+        strategy=strategy, optimizer=name, steps=STEPS, hyperparameters=hyperparameters, return_parameters=True, **extra
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +64,13 @@ def spawned(digits, tmp_path_factory):
                 get(wrapper)  # the checkpoints come from the uninterrupted runs
             checkpoints = tmp_path_factory.getbasetemp() / f"checkpoints_{wrapper}"
             runs = [
-                _run(wrapper, name, path, checkpoint_dir=str(checkpoints / f"{name}_{path}"),
-                     **({"resume": True} if resumed else {"save_at": SAVE_AT}))
+                _run(
+                    wrapper,
+                    name,
+                    path,
+                    checkpoint_dir=str(checkpoints / f"{name}_{path}"),
+                    **({"resume": True} if resumed else {"save_at": SAVE_AT}),
+                )
                 for name, path in CASES
             ]
             per_rank = run_on_processes(train_runs, WORLD_SIZE, args=(runs, digits), timeout_s=120)
@@ -83,7 +89,8 @@ def test_two_processes_follow_one_process(spawned, one_process, wrapper, case):
         assert result["parameters"].keys() == reference["parameters"].keys()
         for name, value in result["parameters"].items():
             torch.testing.assert_close(
-                value, reference["parameters"][name],
+                value,
+                reference["parameters"][name],
                 msg=lambda m, name=name: f"{wrapper}, {case}, parameter {name} after {STEPS} steps: {m}",
             )
         torch.testing.assert_close(result["losses"], reference["losses"], rtol=1e-5, atol=1e-6)
@@ -173,5 +180,7 @@ def test_bad_input_is_refused_with_the_argument_named(call, error, match):
 def test_sharding_demo_refuses_the_single_strategy():
     from optlib.distributed import sharding_demo
 
-    with pytest.raises(ValueError, match=r"Invalid strategy: 'single'; strategy must be one of \['ddp', 'zero1', 'fsdp'\]"):
+    with pytest.raises(
+        ValueError, match=r"Invalid strategy: 'single'; strategy must be one of \['ddp', 'zero1', 'fsdp'\]"
+    ):
         sharding_demo("single")

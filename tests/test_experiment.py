@@ -23,9 +23,15 @@ OPTIMIZERS = {"SGD": (torch.optim.SGD, {"lr": 0.1}), "Adam": (torch.optim.Adam, 
 
 
 def run(size="tiny", **kwargs):
-    settings = dict(data="digits", model=lambda: MLP(64, hidden=(16,)), optimizers=OPTIMIZERS, size=size,
-                    epochs={"tiny": 2, "quick": 2, "full": 2}, seeds={"tiny": [0, 1], "quick": [0], "full": [0, 1]},
-                    progress=False)
+    settings = dict(
+        data="digits",
+        model=lambda: MLP(64, hidden=(16,)),
+        optimizers=OPTIMIZERS,
+        size=size,
+        epochs={"tiny": 2, "quick": 2, "full": 2},
+        seeds={"tiny": [0, 1], "quick": [0], "full": [0, 1]},
+        progress=False,
+    )
     settings.update(kwargs)
     return compare_optimizers("unit_test", **settings)
 
@@ -78,13 +84,16 @@ def test_diverged_runs_are_counted_not_averaged(results_dir):
     assert row["diverged"] == 2 and math.isnan(row["val_loss_mean"])
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    ({"size": "medium"}, "size"),
-    ({"optimizers": {}}, "optimizers"),
-    ({"optimizers": {"x": (torch.optim.SGD,)}}, "optimizers"),
-    ({"data": "cifar10"}, "data"),
-    ({"epochs": {"quick": 1}}, "epochs"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"size": "medium"}, "size"),
+        ({"optimizers": {}}, "optimizers"),
+        ({"optimizers": {"x": (torch.optim.SGD,)}}, "optimizers"),
+        ({"data": "cifar10"}, "data"),
+        ({"epochs": {"quick": 1}}, "epochs"),
+    ],
+)
 def test_bad_arguments_name_themselves(kwargs, name):
     with pytest.raises(ValueError, match=name):
         run(**kwargs)

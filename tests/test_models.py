@@ -1,16 +1,19 @@
 import pytest
 import torch
 
-from optlib.models import CharTransformer, LinearModel, MLP, MNIST1DCNN, MNISTCNN, count_parameters
+from optlib.models import MLP, MNIST1DCNN, MNISTCNN, CharTransformer, LinearModel, count_parameters
 
 
-@pytest.mark.parametrize("make, x, out_shape", [
-    (lambda s: MLP(64, hidden=(32, 16), seed=s), torch.randn(5, 64), (5, 10)),
-    (lambda s: MLP(784, seed=s), torch.randn(5, 1, 28, 28), (5, 10)),
-    (lambda s: MNIST1DCNN(channels=8, seed=s), torch.randn(5, 40), (5, 10)),
-    (lambda s: MNISTCNN(channels=(4, 8), hidden=16, seed=s), torch.randn(5, 1, 28, 28), (5, 10)),
-    (lambda s: LinearModel(7, 3, seed=s), torch.randn(5, 7), (5, 3)),
-])
+@pytest.mark.parametrize(
+    "make, x, out_shape",
+    [
+        (lambda s: MLP(64, hidden=(32, 16), seed=s), torch.randn(5, 64), (5, 10)),
+        (lambda s: MLP(784, seed=s), torch.randn(5, 1, 28, 28), (5, 10)),
+        (lambda s: MNIST1DCNN(channels=8, seed=s), torch.randn(5, 40), (5, 10)),
+        (lambda s: MNISTCNN(channels=(4, 8), hidden=16, seed=s), torch.randn(5, 1, 28, 28), (5, 10)),
+        (lambda s: LinearModel(7, 3, seed=s), torch.randn(5, 7), (5, 3)),
+    ],
+)
 def test_forward_shapes_and_seeded_init(make, x, out_shape):
     a, b, c = make(0), make(0), make(1)
     assert a(x).shape == out_shape
@@ -59,13 +62,16 @@ def test_char_transformer_generate_extends_sequences():
     assert out.shape == (2, 7) and int(out.max()) < 5
 
 
-@pytest.mark.parametrize("make, name", [
-    (lambda: MLP(0), "in_features"),
-    (lambda: MLP(4, activation="swish"), "activation"),
-    (lambda: CharTransformer(10, n_embd=30, n_head=4), "n_embd"),
-    (lambda: CharTransformer(10, dropout=1.0), "dropout"),
-    (lambda: MNIST1DCNN(channels=0), "channels"),
-])
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda: MLP(0), "in_features"),
+        (lambda: MLP(4, activation="swish"), "activation"),
+        (lambda: CharTransformer(10, n_embd=30, n_head=4), "n_embd"),
+        (lambda: CharTransformer(10, dropout=1.0), "dropout"),
+        (lambda: MNIST1DCNN(channels=0), "channels"),
+    ],
+)
 def test_bad_arguments_name_themselves(make, name):
     with pytest.raises(ValueError, match=name):
         make()

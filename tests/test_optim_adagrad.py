@@ -2,8 +2,6 @@
 
 import pytest
 import torch
-
-from optlib.optim import Adagrad
 from optim_harness import (
     DTYPES,
     PATHS,
@@ -15,6 +13,8 @@ from optim_harness import (
     param_groups,
     run,
 )
+
+from optlib.optim import Adagrad
 
 torch.set_num_threads(1)
 
@@ -70,16 +70,18 @@ SCHEDULERS = {
     "StepLR": lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=30, gamma=0.5),
     "CosineAnnealingLR": lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=100),
     # Adagrad has no momentum or betas for OneCycleLR to cycle.
-    "OneCycleLR": lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.2, total_steps=200,
-                                                                  cycle_momentum=False),
+    "OneCycleLR": lambda opt: torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=0.2, total_steps=200, cycle_momentum=False
+    ),
 }
 
 
 @PATHS
 @pytest.mark.parametrize("scheduler", list(SCHEDULERS.values()), ids=list(SCHEDULERS))
 def test_lr_schedulers_match_torch(scheduler, foreach):
-    assert_matches_torch(Adagrad, torch.optim.Adagrad, dict(lr=0.1, lr_decay=0.01), steps=200, foreach=foreach,
-                         scheduler=scheduler)
+    assert_matches_torch(
+        Adagrad, torch.optim.Adagrad, dict(lr=0.1, lr_decay=0.01), steps=200, foreach=foreach, scheduler=scheduler
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
@@ -166,7 +168,9 @@ def _sparse_run(cls, foreach, **kwargs):
 
 @pytest.mark.filterwarnings("ignore:Sparse invariant checks")  # raised inside torch.optim.Adagrad
 @PATHS
-@pytest.mark.parametrize("kwargs", [dict(lr=0.1), dict(lr=0.1, lr_decay=0.1, maximize=True)], ids=["plain", "decay_max"])
+@pytest.mark.parametrize(
+    "kwargs", [dict(lr=0.1), dict(lr=0.1, lr_decay=0.1, maximize=True)], ids=["plain", "decay_max"]
+)
 def test_sparse_gradients_match_torch(kwargs, foreach):
     ours = _sparse_run(Adagrad, foreach, **kwargs)
     theirs = _sparse_run(torch.optim.Adagrad, foreach, **kwargs)

@@ -2,8 +2,6 @@
 
 import pytest
 import torch
-
-import optlib.optim.adam as adam_module
 from optim_harness import (
     DTYPES,
     PATHS,
@@ -15,6 +13,8 @@ from optim_harness import (
     run,
     set_grads,
 )
+
+import optlib.optim.adam as adam_module
 from optlib.optim import Adam
 
 torch.set_num_threads(1)
@@ -29,7 +29,12 @@ OPTIONS = {
     "maximize": {"maximize": True},
     "decoupled": {"weight_decay": 0.1, "decoupled_weight_decay": True},
     "amsgrad+weight_decay+maximize": {"amsgrad": True, "weight_decay": 0.1, "maximize": True},
-    "decoupled+amsgrad+maximize": {"weight_decay": 0.1, "decoupled_weight_decay": True, "amsgrad": True, "maximize": True},
+    "decoupled+amsgrad+maximize": {
+        "weight_decay": 0.1,
+        "decoupled_weight_decay": True,
+        "amsgrad": True,
+        "maximize": True,
+    },
 }
 GROUPS = [
     {"lr": 1e-2, "betas": (0.8, 0.99), "weight_decay": 0.05},
@@ -75,7 +80,15 @@ def test_old_state_dict_gets_defaults_and_tensor_step():
     params, opt, _ = run(Adam, {"lr": 1e-2}, 5)
     saved = opt.state_dict()
     for group in saved["param_groups"]:
-        for key in ("foreach", "maximize", "amsgrad", "decoupled_weight_decay", "capturable", "differentiable", "fused"):
+        for key in (
+            "foreach",
+            "maximize",
+            "amsgrad",
+            "decoupled_weight_decay",
+            "capturable",
+            "differentiable",
+            "fused",
+        ):
             del group[key]
     for state in saved["state"].values():
         state["step"] = float(state["step"])
@@ -92,8 +105,12 @@ def test_old_state_dict_gets_defaults_and_tensor_step():
 SCHEDULERS = {
     "StepLR": lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=30, gamma=0.5),
     "CosineAnnealingLR": lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=100, eta_min=1e-4),
-    "OneCycleLR": lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5e-2, total_steps=500, cycle_momentum=True),
-    "ReduceLROnPlateau-free LinearLR": lambda opt: torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=50),
+    "OneCycleLR": lambda opt: torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=5e-2, total_steps=500, cycle_momentum=True
+    ),
+    "ReduceLROnPlateau-free LinearLR": lambda opt: torch.optim.lr_scheduler.LinearLR(
+        opt, start_factor=0.1, total_iters=50
+    ),
 }
 
 

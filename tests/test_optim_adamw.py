@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from optim_harness import (
     DTYPES,
     PATHS,
@@ -13,6 +12,7 @@ from optim_harness import (
     make_params,
     run,
 )
+
 from optlib.optim import Adam, AdamW
 
 torch.set_num_threads(1)
@@ -102,7 +102,9 @@ def test_loading_an_adam_state_dict_stays_decoupled():
 SCHEDULERS = {
     "StepLR": lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=30, gamma=0.5),
     "CosineAnnealingLR": lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=100, eta_min=1e-4),
-    "OneCycleLR": lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5e-2, total_steps=500, cycle_momentum=True),
+    "OneCycleLR": lambda opt: torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=5e-2, total_steps=500, cycle_momentum=True
+    ),
 }
 
 

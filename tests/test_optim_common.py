@@ -10,8 +10,6 @@ import math
 
 import pytest
 import torch
-
-import optlib
 from optim_harness import (
     NO_GRAD_PARAM,
     PATHS,
@@ -22,6 +20,8 @@ from optim_harness import (
     param_groups,
     run,
 )
+
+import optlib
 
 torch.set_num_threads(1)
 
@@ -39,8 +39,15 @@ ACTIVE = {
     "NAdam": dict(lr=0.01, weight_decay=0.01),
     "NesterovAdamW": dict(lr=0.01, weight_decay=0.1),
 }
-TORCH_TWIN = {"SGD": "SGD", "GradientDescent": "SGD", "Adagrad": "Adagrad", "RMSprop": "RMSprop", "Adam": "Adam",
-              "AdamW": "AdamW", "NAdam": "NAdam"}
+TORCH_TWIN = {
+    "SGD": "SGD",
+    "GradientDescent": "SGD",
+    "Adagrad": "Adagrad",
+    "RMSprop": "RMSprop",
+    "Adam": "Adam",
+    "AdamW": "AdamW",
+    "NAdam": "NAdam",
+}
 
 NAN, INF = float("nan"), float("inf")
 LR_CASES = [(dict(lr=-0.1), "lr"), (dict(lr=NAN), "lr"), (dict(lr=INF), "lr"), (dict(lr="fast"), "lr")]
@@ -54,44 +61,80 @@ BETAS_CASES = [
 NEG = -1e-3
 # Values near the defaults of the Adam family, and the malformed betas each class was first tested with.
 ADAM_FAMILY_CASES = [
-    (dict(lr=-1e-3), "lr"), (dict(eps=-1e-8), "eps"), (dict(weight_decay=-0.1), "weight_decay"),
-    (dict(betas=(0.9, -0.1)), r"betas\[1\]"), (dict(betas=(0.9,)), "betas"),
+    (dict(lr=-1e-3), "lr"),
+    (dict(eps=-1e-8), "eps"),
+    (dict(weight_decay=-0.1), "weight_decay"),
+    (dict(betas=(0.9, -0.1)), r"betas\[1\]"),
+    (dict(betas=(0.9,)), "betas"),
 ]
 BAD_ARGUMENTS = {
-    "SGD": LR_CASES + [
-        (dict(momentum=-0.1), "momentum"), (dict(momentum=1.0), "momentum"), (dict(momentum=NAN), "momentum"),
-        (dict(dampening=-0.1), "dampening"), (dict(dampening=1.5), "dampening"),
-        (dict(weight_decay=NEG), "weight_decay"), (dict(weight_decay=INF), "weight_decay"),
-        (dict(nesterov=True), "nesterov"), (dict(nesterov=True, momentum=0.9, dampening=0.1), "nesterov"),
+    "SGD": LR_CASES
+    + [
+        (dict(momentum=-0.1), "momentum"),
+        (dict(momentum=1.0), "momentum"),
+        (dict(momentum=NAN), "momentum"),
+        (dict(dampening=-0.1), "dampening"),
+        (dict(dampening=1.5), "dampening"),
+        (dict(weight_decay=NEG), "weight_decay"),
+        (dict(weight_decay=INF), "weight_decay"),
+        (dict(nesterov=True), "nesterov"),
+        (dict(nesterov=True, momentum=0.9, dampening=0.1), "nesterov"),
         (dict(differentiable=True), "differentiable"),
     ],
-    "Adagrad": LR_CASES + [
-        (dict(lr_decay=NEG), "lr_decay"), (dict(weight_decay=NEG), "weight_decay"),
-        (dict(initial_accumulator_value=NEG), "initial_accumulator_value"), (dict(eps=NEG), "eps"),
-        (dict(eps=NAN), "eps"), (dict(differentiable=True), "differentiable"),
-    ],
-    "RMSprop": LR_CASES + [
-        (dict(alpha=-0.1), "alpha"), (dict(alpha=1.0), "alpha"), (dict(eps=NEG), "eps"),
-        (dict(weight_decay=NEG), "weight_decay"), (dict(momentum=-0.1), "momentum"), (dict(momentum=1.0), "momentum"),
-        (dict(capturable=True), "capturable"), (dict(differentiable=True), "differentiable"),
-    ],
-    "Adam": LR_CASES + BETAS_CASES + ADAM_FAMILY_CASES + [
-        (dict(eps=NEG), "eps"), (dict(weight_decay=NEG), "weight_decay"), (dict(capturable=True), "capturable"),
+    "Adagrad": LR_CASES
+    + [
+        (dict(lr_decay=NEG), "lr_decay"),
+        (dict(weight_decay=NEG), "weight_decay"),
+        (dict(initial_accumulator_value=NEG), "initial_accumulator_value"),
+        (dict(eps=NEG), "eps"),
+        (dict(eps=NAN), "eps"),
         (dict(differentiable=True), "differentiable"),
     ],
-    "NAdam": LR_CASES + BETAS_CASES + ADAM_FAMILY_CASES + [
-        (dict(eps=NEG), "eps"), (dict(weight_decay=NEG), "weight_decay"), (dict(momentum_decay=NEG), "momentum_decay"),
-        (dict(momentum_decay=-4e-3), "momentum_decay"), (dict(momentum_decay=NAN), "momentum_decay"),
-        (dict(betas=(0.9, -0.5)), r"betas\[1\]"), (dict(capturable=True), "capturable"),
+    "RMSprop": LR_CASES
+    + [
+        (dict(alpha=-0.1), "alpha"),
+        (dict(alpha=1.0), "alpha"),
+        (dict(eps=NEG), "eps"),
+        (dict(weight_decay=NEG), "weight_decay"),
+        (dict(momentum=-0.1), "momentum"),
+        (dict(momentum=1.0), "momentum"),
+        (dict(capturable=True), "capturable"),
         (dict(differentiable=True), "differentiable"),
     ],
-    "NesterovAdamW": LR_CASES + BETAS_CASES + ADAM_FAMILY_CASES + [
-        (dict(eps=NEG), "eps"), (dict(weight_decay=NEG), "weight_decay"),
+    "Adam": LR_CASES
+    + BETAS_CASES
+    + ADAM_FAMILY_CASES
+    + [
+        (dict(eps=NEG), "eps"),
+        (dict(weight_decay=NEG), "weight_decay"),
+        (dict(capturable=True), "capturable"),
+        (dict(differentiable=True), "differentiable"),
+    ],
+    "NAdam": LR_CASES
+    + BETAS_CASES
+    + ADAM_FAMILY_CASES
+    + [
+        (dict(eps=NEG), "eps"),
+        (dict(weight_decay=NEG), "weight_decay"),
+        (dict(momentum_decay=NEG), "momentum_decay"),
+        (dict(momentum_decay=-4e-3), "momentum_decay"),
+        (dict(momentum_decay=NAN), "momentum_decay"),
+        (dict(betas=(0.9, -0.5)), r"betas\[1\]"),
+        (dict(capturable=True), "capturable"),
+        (dict(differentiable=True), "differentiable"),
+    ],
+    "NesterovAdamW": LR_CASES
+    + BETAS_CASES
+    + ADAM_FAMILY_CASES
+    + [
+        (dict(eps=NEG), "eps"),
+        (dict(weight_decay=NEG), "weight_decay"),
     ],
 }
 BAD_ARGUMENTS["GradientDescent"] = BAD_ARGUMENTS["SGD"]
 BAD_ARGUMENTS["AdamW"] = BAD_ARGUMENTS["Adam"] + [
-    (dict(betas=(0.9, 1.5)), r"betas\[1\]"), (dict(weight_decay=INF), "weight_decay"),
+    (dict(betas=(0.9, 1.5)), r"betas\[1\]"),
+    (dict(weight_decay=INF), "weight_decay"),
 ]
 
 
@@ -226,12 +269,19 @@ SCHEDULERS = {
     "CosineAnnealingLR": lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=20),
     "CosineAnnealingWarmRestarts": lambda opt: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=8),
     "CyclicLR": lambda opt: torch.optim.lr_scheduler.CyclicLR(
-        opt, base_lr=0.001, max_lr=0.02, step_size_up=5, cycle_momentum=_has_momentum_or_betas(opt)),
+        opt, base_lr=0.001, max_lr=0.02, step_size_up=5, cycle_momentum=_has_momentum_or_betas(opt)
+    ),
     "OneCycleLR": lambda opt: torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=0.02, total_steps=40, cycle_momentum=_has_momentum_or_betas(opt)),
+        opt, max_lr=0.02, total_steps=40, cycle_momentum=_has_momentum_or_betas(opt)
+    ),
     "SequentialLR": lambda opt: torch.optim.lr_scheduler.SequentialLR(
-        opt, [torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=5),
-              torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.9)], milestones=[5]),
+        opt,
+        [
+            torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=5),
+            torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.9),
+        ],
+        milestones=[5],
+    ),
 }
 
 
@@ -241,8 +291,15 @@ def test_every_lr_scheduler_drives_it_as_it_drives_torch(name, scheduler):
     kwargs = dict(ACTIVE[name])
     if name == "RMSprop":  # CyclicLR needs the momentum entry present when cycling it
         kwargs["momentum"] = 0.5
-    assert_matches_torch(getattr(optlib, name), getattr(torch.optim, TORCH_TWIN[name]), kwargs, steps=40,
-                         foreach=True, torch_foreach=False, scheduler=scheduler)
+    assert_matches_torch(
+        getattr(optlib, name),
+        getattr(torch.optim, TORCH_TWIN[name]),
+        kwargs,
+        steps=40,
+        foreach=True,
+        torch_foreach=False,
+        scheduler=scheduler,
+    )
 
 
 @PATHS

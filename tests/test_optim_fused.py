@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-import optlib
 from optim_harness import (
     DTYPES,
     assert_foreach_matches_single,
     assert_state_dict_roundtrip,
     run,
 )
+
+import optlib
 from optlib.optim._compile import compile_seconds
 
 # (optimizer, options that exercise each branch of its kernel)
@@ -99,7 +99,9 @@ def test_without_a_compiler_fused_says_why_and_what_instead(monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["SGD", "Adagrad", "Adam", "AdamW"])
-@pytest.mark.parametrize("flags,message", [(dict(foreach=True), "foreach"), (dict(differentiable=True), "differentiable")])
+@pytest.mark.parametrize(
+    "flags,message", [(dict(foreach=True), "foreach"), (dict(differentiable=True), "differentiable")]
+)
 def test_fused_refuses_what_torch_refuses_with_its_error_type(name, flags, message):
     params = [torch.nn.Parameter(torch.ones(3))]
     with pytest.raises(RuntimeError):

@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-
 from optim_harness import (
     DTYPES,
     PATHS,
@@ -15,6 +14,7 @@ from optim_harness import (
     make_params,
     run,
 )
+
 from optlib.optim import NAdam
 
 torch.set_num_threads(1)
@@ -31,7 +31,10 @@ OPTIONS = {
     "maximize": {"maximize": True},
     "weight_decay+maximize": {"weight_decay": 0.1, "maximize": True},
     "decoupled+maximize+momentum_decay": {
-        "weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True, "momentum_decay": 0.02,
+        "weight_decay": 0.1,
+        "decoupled_weight_decay": True,
+        "maximize": True,
+        "momentum_decay": 0.02,
     },
 }
 GROUPS = [
@@ -105,7 +108,9 @@ def test_old_state_dict_gets_defaults_and_tensor_scalars():
 SCHEDULERS = {
     "StepLR": lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=30, gamma=0.5),
     "CosineAnnealingLR": lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=100, eta_min=1e-4),
-    "OneCycleLR": lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5e-2, total_steps=500, cycle_momentum=True),
+    "OneCycleLR": lambda opt: torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=5e-2, total_steps=500, cycle_momentum=True
+    ),
 }
 
 

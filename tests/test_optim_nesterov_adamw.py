@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from optim_harness import (
     DTYPES,
     PATHS,
@@ -16,6 +15,7 @@ from optim_harness import (
     run,
     set_grads,
 )
+
 from optlib.optim import NesterovAdamW
 
 torch.set_num_threads(1)
@@ -46,8 +46,18 @@ def reference_trajectory(steps, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_de
     tensors = make_params(torch.float64)
     thetas = [t.detach().numpy().copy() for t in tensors]
     overrides = [{}] if not groups else groups
-    hyper = {i: {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "maximize": maximize,
-                 "nesterov": True, **overrides[i % len(overrides)]} for i in range(len(tensors))}
+    hyper = {
+        i: {
+            "lr": lr,
+            "betas": betas,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "maximize": maximize,
+            "nesterov": True,
+            **overrides[i % len(overrides)],
+        }
+        for i in range(len(tensors))
+    }
     m = [np.zeros_like(x) for x in thetas]
     v = [np.zeros_like(x) for x in thetas]
     t = [0] * len(thetas)
@@ -111,7 +121,12 @@ WITHOUT_LOOK_AHEAD = {
 @pytest.mark.parametrize("kwargs", WITHOUT_LOOK_AHEAD.values(), ids=WITHOUT_LOOK_AHEAD.keys())
 def test_without_look_ahead_is_torch_adamw(kwargs, dtype, foreach):
     assert_matches_torch(
-        NesterovAdamW, torch.optim.AdamW, {**kwargs, "nesterov": False}, torch_kwargs=kwargs, dtype=dtype, foreach=foreach
+        NesterovAdamW,
+        torch.optim.AdamW,
+        {**kwargs, "nesterov": False},
+        torch_kwargs=kwargs,
+        dtype=dtype,
+        foreach=foreach,
     )
 
 
@@ -121,7 +136,12 @@ def test_without_look_ahead_is_torch_adamw(kwargs, dtype, foreach):
 def test_without_look_ahead_or_decay_is_torch_adam(maximize, dtype, foreach):
     kwargs = {"weight_decay": 0.0, "maximize": maximize}
     assert_matches_torch(
-        NesterovAdamW, torch.optim.Adam, {**kwargs, "nesterov": False}, torch_kwargs=kwargs, dtype=dtype, foreach=foreach
+        NesterovAdamW,
+        torch.optim.Adam,
+        {**kwargs, "nesterov": False},
+        torch_kwargs=kwargs,
+        dtype=dtype,
+        foreach=foreach,
     )
 
 

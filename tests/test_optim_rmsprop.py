@@ -2,8 +2,6 @@
 
 import pytest
 import torch
-
-from optlib.optim import RMSprop
 from optim_harness import (
     DTYPES,
     PATHS,
@@ -14,6 +12,8 @@ from optim_harness import (
     make_params,
     run,
 )
+
+from optlib.optim import RMSprop
 
 torch.set_num_threads(1)
 
@@ -46,8 +46,11 @@ def test_matches_torch_when_paths_cross(foreach):
     assert_matches_torch(RMSprop, torch.optim.RMSprop, OPTIONS["all"], foreach=foreach, torch_foreach=not foreach)
 
 
-GROUPS = [dict(lr=0.01, momentum=0.9, centered=True), dict(lr=0.002, alpha=0.9, weight_decay=0.1),
-          dict(lr=0.005, eps=0.1, maximize=True)]
+GROUPS = [
+    dict(lr=0.01, momentum=0.9, centered=True),
+    dict(lr=0.002, alpha=0.9, weight_decay=0.1),
+    dict(lr=0.005, eps=0.1, maximize=True),
+]
 
 
 @PATHS
@@ -65,15 +68,22 @@ SCHEDULERS = {
     "CosineAnnealingLR": lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=100),
     # RMSprop has a `momentum` entry, so OneCycleLR can cycle it.
     "OneCycleLR_cycle_momentum": lambda opt: torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=0.02, total_steps=200, cycle_momentum=True),
+        opt, max_lr=0.02, total_steps=200, cycle_momentum=True
+    ),
 }
 
 
 @PATHS
 @pytest.mark.parametrize("scheduler", list(SCHEDULERS.values()), ids=list(SCHEDULERS))
 def test_lr_schedulers_match_torch(scheduler, foreach):
-    assert_matches_torch(RMSprop, torch.optim.RMSprop, dict(lr=0.01, momentum=0.9, centered=True), steps=200,
-                         foreach=foreach, scheduler=scheduler)
+    assert_matches_torch(
+        RMSprop,
+        torch.optim.RMSprop,
+        dict(lr=0.01, momentum=0.9, centered=True),
+        steps=200,
+        foreach=foreach,
+        scheduler=scheduler,
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
@@ -137,7 +147,7 @@ def test_momentum_switched_on_later_starts_from_zero(foreach):
     before = p.detach().clone()
     opt.step()
     # v = 0.5*0.5 + 0.5*1 = 0.75, m = 0.5, denominator sqrt(0.75 - 0.25) + eps, b = g / denominator
-    expected_step = 0.1 / (0.5 ** 0.5 + 1e-8)
+    expected_step = 0.1 / (0.5**0.5 + 1e-8)
     torch.testing.assert_close(before - p.detach(), torch.full((2,), expected_step))
 
 

@@ -2,9 +2,6 @@
 
 import pytest
 import torch
-
-import optlib.optim.sgd as sgd_module
-from optlib.optim import SGD, GradientDescent
 from optim_harness import (
     DTYPES,
     PATHS,
@@ -16,6 +13,9 @@ from optim_harness import (
     run,
     set_grads,
 )
+
+import optlib.optim.sgd as sgd_module
+from optlib.optim import SGD, GradientDescent
 
 torch.set_num_threads(1)
 
@@ -46,12 +46,16 @@ def test_matches_torch(kwargs, foreach, dtype):
 @PATHS
 def test_matches_torch_loop_when_paths_cross(foreach):
     # optlib's foreach path against torch's loop (and the other way): both follow the same maths.
-    assert_matches_torch(SGD, torch.optim.SGD, OPTIONS["nesterov_weight_decay_maximize"], foreach=foreach,
-                         torch_foreach=not foreach)
+    assert_matches_torch(
+        SGD, torch.optim.SGD, OPTIONS["nesterov_weight_decay_maximize"], foreach=foreach, torch_foreach=not foreach
+    )
 
 
-GROUPS = [dict(lr=0.05, momentum=0.9, nesterov=True), dict(lr=0.01, momentum=0.5, dampening=0.2, weight_decay=0.1),
-          dict(lr=0.02)]
+GROUPS = [
+    dict(lr=0.05, momentum=0.9, nesterov=True),
+    dict(lr=0.01, momentum=0.5, dampening=0.2, weight_decay=0.1),
+    dict(lr=0.02),
+]
 
 
 @PATHS
@@ -68,7 +72,8 @@ SCHEDULERS = {
     "StepLR": lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=30, gamma=0.5),
     "CosineAnnealingLR": lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=100),
     "OneCycleLR_cycle_momentum": lambda opt: torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=0.1, total_steps=200, cycle_momentum=True),
+        opt, max_lr=0.1, total_steps=200, cycle_momentum=True
+    ),
     "LinearLR": lambda opt: torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=50),
 }
 
@@ -76,13 +81,17 @@ SCHEDULERS = {
 @PATHS
 @pytest.mark.parametrize("scheduler", list(SCHEDULERS.values()), ids=list(SCHEDULERS))
 def test_lr_schedulers_match_torch(scheduler, foreach):
-    assert_matches_torch(SGD, torch.optim.SGD, dict(lr=0.05, momentum=0.9), steps=200, foreach=foreach,
-                         scheduler=scheduler)
+    assert_matches_torch(
+        SGD, torch.optim.SGD, dict(lr=0.05, momentum=0.9), steps=200, foreach=foreach, scheduler=scheduler
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("kwargs", [OPTIONS["plain"], OPTIONS["nesterov_weight_decay_maximize"],
-                                    OPTIONS["all_but_nesterov"]], ids=["plain", "nesterov_all", "dampening_all"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [OPTIONS["plain"], OPTIONS["nesterov_weight_decay_maximize"], OPTIONS["all_but_nesterov"]],
+    ids=["plain", "nesterov_all", "dampening_all"],
+)
 def test_foreach_matches_single_tensor(kwargs, dtype):
     assert_foreach_matches_single(SGD, kwargs, dtype=dtype)
 
@@ -92,8 +101,9 @@ def test_foreach_matches_single_tensor_with_param_groups():
 
 
 @pytest.mark.parametrize("via_bytes", [False, True], ids=["deepcopy", "torch.save"])
-@pytest.mark.parametrize("kwargs", [OPTIONS["momentum"], OPTIONS["nesterov_weight_decay_maximize"]],
-                         ids=["momentum", "nesterov_all"])
+@pytest.mark.parametrize(
+    "kwargs", [OPTIONS["momentum"], OPTIONS["nesterov_weight_decay_maximize"]], ids=["momentum", "nesterov_all"]
+)
 def test_state_dict_roundtrip_is_bit_identical(kwargs, via_bytes):
     assert_state_dict_roundtrip(SGD, kwargs, via_bytes=via_bytes)
 
@@ -129,8 +139,11 @@ def test_gradient_descent_is_sgd_under_its_full_batch_name():
 
 
 @PATHS
-@pytest.mark.parametrize("kwargs", [dict(lr=0.1), dict(lr=0.1, momentum=0.9, nesterov=True), dict(lr=0.1, maximize=True)],
-                         ids=["plain", "nesterov", "maximize"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(lr=0.1), dict(lr=0.1, momentum=0.9, nesterov=True), dict(lr=0.1, maximize=True)],
+    ids=["plain", "nesterov", "maximize"],
+)
 def test_sparse_gradients_match_torch(kwargs, foreach):
     results = []
     for cls, path in ((SGD, foreach), (torch.optim.SGD, False)):
@@ -149,8 +162,11 @@ def test_sparse_gradients_match_torch(kwargs, foreach):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("foreach,path", [(None, "_sgd_single_tensor"), (False, "_sgd_single_tensor"),
-                                          (True, "_sgd_multi_tensor")], ids=["None", "False", "True"])
+@pytest.mark.parametrize(
+    "foreach,path",
+    [(None, "_sgd_single_tensor"), (False, "_sgd_single_tensor"), (True, "_sgd_multi_tensor")],
+    ids=["None", "False", "True"],
+)
 def test_foreach_chooses_the_path(monkeypatch, foreach, path):
     calls = []
     original = getattr(sgd_module, path)
@@ -184,7 +200,7 @@ def test_closure_result_is_returned():
 
     def closure():
         opt.zero_grad()
-        loss = (w ** 2).sum()
+        loss = (w**2).sum()
         loss.backward()
         return loss
 

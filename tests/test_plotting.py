@@ -34,10 +34,14 @@ def close_figures():
 @pytest.fixture(scope="module")
 def valley_runs():
     problem = P.quadratic(condition_number=10.0)
-    runs = run_trajectories(problem, {
-        "SGD": (torch.optim.SGD, {"lr": 0.15}),
-        "Momentum": (torch.optim.SGD, {"lr": 0.05, "momentum": 0.8}),
-    }, steps=40)
+    runs = run_trajectories(
+        problem,
+        {
+            "SGD": (torch.optim.SGD, {"lr": 0.15}),
+            "Momentum": (torch.optim.SGD, {"lr": 0.05, "momentum": 0.8}),
+        },
+        steps=40,
+    )
     return problem, runs
 
 
@@ -52,8 +56,7 @@ def test_optimizer_colors_are_fixed_and_distinct():
     assert unknown not in OPTIMIZER_COLORS.values()
 
 
-@pytest.mark.parametrize("make", [P.quadratic, P.rosenbrock, P.beale, P.himmelblau, P.saddle],
-                         ids=lambda f: f.__name__)
+@pytest.mark.parametrize("make", [P.quadratic, P.rosenbrock, P.beale, P.himmelblau, P.saddle], ids=lambda f: f.__name__)
 def test_contour_map_has_title_labels_window_and_legend(make):
     problem = make()
     run = run_trajectory(problem, torch.optim.Adam, steps=20, lr=0.05)

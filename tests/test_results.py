@@ -43,10 +43,18 @@ def test_missing_results_are_none(results_dir):
 
 
 def test_note_names_device_torch_seeds_and_date():
-    record = {"meta": {"device": "NVIDIA H100 80GB HBM3", "torch": "2.13.0", "seeds": [0, 1, 2, 3, 4],
-                       "size": "full", "created_utc": "2026-11-24T10:00:00+00:00"}}
+    record = {
+        "meta": {
+            "device": "NVIDIA H100 80GB HBM3",
+            "torch": "2.13.0",
+            "seeds": [0, 1, 2, 3, 4],
+            "size": "full",
+            "created_utc": "2026-11-24T10:00:00+00:00",
+        }
+    }
     assert R.results_note(record) == (
-        "Saved full-size results: NVIDIA H100 80GB HBM3, torch 2.13.0, seeds 0\u20134, run on 2026-11-24.")
+        "Saved full-size results: NVIDIA H100 80GB HBM3, torch 2.13.0, seeds 0\u20134, run on 2026-11-24."
+    )
     record["meta"]["seeds"] = [3]
     assert "seed 3," in R.results_note(record)
     record["meta"]["seeds"] = [0, 2, 7]

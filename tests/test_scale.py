@@ -57,8 +57,16 @@ def test_state_bytes_of_adam_are_two_copies_of_the_parameters_plus_the_step():
 
 def test_bytes_per_parameter_in_float32_and_bfloat16():
     got = {m: scale.step_bytes_per_param(m) for m in scale.METHODS}
-    assert got == {"SGD": 12, "Momentum": 20, "Adagrad": 20, "RMSprop": 20,
-                   "Adam": 28, "AdamW": 28, "NAdam": 28, "NesterovAdamW": 28}
+    assert got == {
+        "SGD": 12,
+        "Momentum": 20,
+        "Adagrad": 20,
+        "RMSprop": 20,
+        "Adam": 28,
+        "AdamW": 28,
+        "NAdam": 28,
+        "NesterovAdamW": 28,
+    }
     assert scale.step_bytes_per_param("AdamW", bytes_per_number=2) == 14
 
 
@@ -114,18 +122,21 @@ def test_each_zero_stage_holds_no_more_and_world_size_one_changes_nothing(method
     assert len(alone) == 1
 
 
-@pytest.mark.parametrize("call, argument", [
-    (lambda: scale.training_memory(0), "n_params"),
-    (lambda: scale.training_memory(10, zero_stage=4), "zero_stage"),
-    (lambda: scale.training_memory(10, world_size=0), "world_size"),
-    (lambda: scale.training_memory(10, world_size=2.0), "world_size"),
-    (lambda: scale.training_memory(10, precision="fp8"), "precision"),
-    (lambda: scale.training_memory(10, method="Lion"), "method"),
-    (lambda: scale.step_bytes_per_param("Adam", bytes_per_number=0), "bytes_per_number"),
-    (lambda: scale.step_time_limit("Adam", 10, math.nan), "bandwidth"),
-    (lambda: scale.measure_bandwidth(n_elements=-1), "n_elements"),
-    (lambda: scale.measure_peak_flops(repeats=0), "repeats"),
-])
+@pytest.mark.parametrize(
+    "call, argument",
+    [
+        (lambda: scale.training_memory(0), "n_params"),
+        (lambda: scale.training_memory(10, zero_stage=4), "zero_stage"),
+        (lambda: scale.training_memory(10, world_size=0), "world_size"),
+        (lambda: scale.training_memory(10, world_size=2.0), "world_size"),
+        (lambda: scale.training_memory(10, precision="fp8"), "precision"),
+        (lambda: scale.training_memory(10, method="Lion"), "method"),
+        (lambda: scale.step_bytes_per_param("Adam", bytes_per_number=0), "bytes_per_number"),
+        (lambda: scale.step_time_limit("Adam", 10, math.nan), "bandwidth"),
+        (lambda: scale.measure_bandwidth(n_elements=-1), "n_elements"),
+        (lambda: scale.measure_peak_flops(repeats=0), "repeats"),
+    ],
+)
 def test_bad_input_names_the_argument(call, argument):
     with pytest.raises(ValueError, match=argument):
         call()

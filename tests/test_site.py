@@ -40,6 +40,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from toc_notebooks import toc_entries  # noqa: E402  (the one reader of _toc.yml)
+
 HTML = ROOT / "_build" / "html"
 EXECUTED = ROOT / "_build" / "jupyter_execute"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
@@ -120,7 +121,7 @@ def _is_remote(url: str) -> bool:
     return url.startswith("//") or urlsplit(url).scheme in ("http", "https")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parse(path: Path) -> _Collector:
     collector = _Collector()
     collector.feed(path.read_text(encoding="utf-8", errors="replace"))
@@ -170,7 +171,9 @@ def test_mathjax_is_served_with_the_site(built_site):
     fonts = list((built_site / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").glob("*.woff"))
     assert fonts, "MathJax's CommonHTML fonts are missing from _static/mathjax"
     page = (built_site / "notation.html").read_text(encoding="utf-8")
-    assert re.search(r'<script[^>]+src="_static/mathjax/tex-chtml\.js', page), "notation.html does not load the local MathJax"
+    assert re.search(r'<script[^>]+src="_static/mathjax/tex-chtml\.js', page), (
+        "notation.html does not load the local MathJax"
+    )
 
 
 # --------------------------------------------------------------------------- the browser
@@ -243,7 +246,9 @@ class Browser:
                         self.events.append(message)
                 self._lock.notify_all()
 
-    def send(self, method: str, params: dict | None = None, session: str | None = None, timeout: float = PAGE_TIMEOUT_S):
+    def send(
+        self, method: str, params: dict | None = None, session: str | None = None, timeout: float = PAGE_TIMEOUT_S
+    ):
         with self._lock:
             self._next_id += 1
             call_id = self._next_id
@@ -300,7 +305,9 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="session")
 def site_url(built_site):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(built_site)))
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(built_site))
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -312,7 +319,9 @@ def site_url(built_site):
 def browser():
     executable = _chromium()
     if executable is None:
-        pytest.skip("Chromium is not installed (Debian: apt-get install chromium, or bash scripts/install_browser.sh as root)")
+        pytest.skip(
+            "Chromium is not installed (Debian: apt-get install chromium, or bash scripts/install_browser.sh as root)"
+        )
     instance = Browser(executable)
     try:
         yield instance
@@ -402,7 +411,9 @@ EXERCISE_PLAYERS = r"""
 })()
 """
 
-RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\(?:frac|theta|eta|beta|nabla|mathcal|sqrt|hat|lambda|varepsilon|alpha|mathbb)\b")
+RAW_TEX = re.compile(
+    r"\\\(|\\\)|\\\[|\\\]|\$\$|\\(?:frac|theta|eta|beta|nabla|mathcal|sqrt|hat|lambda|varepsilon|alpha|mathbb)\b"
+)
 ERROR_WORDS = re.compile(r"Traceback \(most recent call last\)|\b\w*(Error|Exception|Warning)\b")
 
 
@@ -455,28 +466,44 @@ def inspected(browser, site_url):
             height = min(int(metrics["cssContentSize"]["height"]), MAX_SCREENSHOT_HEIGHT)
             shot = browser.send(
                 "Page.captureScreenshot",
-                {"format": "png", "captureBeyondViewport": True,
-                 "clip": {"x": 0, "y": 0, "width": VIEWPORT[0], "height": height, "scale": 1}},
+                {
+                    "format": "png",
+                    "captureBeyondViewport": True,
+                    "clip": {"x": 0, "y": 0, "width": VIEWPORT[0], "height": height, "scale": 1},
+                },
                 session=session,
             )
             path = SCREENSHOTS / (page.replace("/", "__") + ".png")
             path.write_bytes(base64.b64decode(shot["data"]))
             state["screenshot"] = path
             events = [e for e in browser.events[mark:] if e.get("sessionId") == session]
-            state["requests"] = [e["params"]["request"]["url"] for e in events if e["method"] == "Network.requestWillBeSent"]
+            state["requests"] = [
+                e["params"]["request"]["url"] for e in events if e["method"] == "Network.requestWillBeSent"
+            ]
             state["failed"] = [
-                e["params"].get("errorText", "") + " " + next(
-                    (r["params"]["request"]["url"] for r in events if r["method"] == "Network.requestWillBeSent"
-                     and r["params"]["requestId"] == e["params"]["requestId"]), "?")
-                for e in events if e["method"] == "Network.loadingFailed"
+                e["params"].get("errorText", "")
+                + " "
+                + next(
+                    (
+                        r["params"]["request"]["url"]
+                        for r in events
+                        if r["method"] == "Network.requestWillBeSent"
+                        and r["params"]["requestId"] == e["params"]["requestId"]
+                    ),
+                    "?",
+                )
+                for e in events
+                if e["method"] == "Network.loadingFailed"
             ]
             state["js_errors"] = [
                 e["params"]["exceptionDetails"].get("exception", {}).get("description")
                 or e["params"]["exceptionDetails"].get("text", "")
-                for e in events if e["method"] == "Runtime.exceptionThrown"
+                for e in events
+                if e["method"] == "Runtime.exceptionThrown"
             ]
             state["console_errors"] = [
-                e["params"]["entry"]["text"] for e in events
+                e["params"]["entry"]["text"]
+                for e in events
                 if e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"
             ]
             results[page] = state

@@ -30,8 +30,9 @@ def test_gd_at_the_optimal_rate_contracts_by_the_theoretical_factor(kappa):
 def test_heavy_ball_with_polyaks_tuning_beats_gd_and_nears_its_rate():
     kappa = 100.0
     problem = P.quadratic(condition_number=kappa)
-    momentum = run_trajectory(problem, torch.optim.SGD, steps=400,
-                              lr=P.optimal_momentum_lr(problem), momentum=P.optimal_momentum(kappa))
+    momentum = run_trajectory(
+        problem, torch.optim.SGD, steps=400, lr=P.optimal_momentum_lr(problem), momentum=P.optimal_momentum(kappa)
+    )
     gd = run_trajectory(problem, torch.optim.SGD, steps=400, lr=P.optimal_lr(problem))
     measured = convergence_rate(momentum, skip=50)
     # The optimal tuning has a double eigenvalue: error ~ k r^k, slightly slower than r.
@@ -75,8 +76,9 @@ def test_gradient_noise_is_seeded():
 def test_run_trajectories_labels_and_start():
     problem = P.himmelblau()
     start = [1.0, -1.0]
-    runs = run_trajectories(problem, {"GD": (torch.optim.SGD, {"lr": 0.01}),
-                                      "Adam": (torch.optim.Adam, {"lr": 0.1})}, steps=10, start=start)
+    runs = run_trajectories(
+        problem, {"GD": (torch.optim.SGD, {"lr": 0.01}), "Adam": (torch.optim.Adam, {"lr": 0.1})}, steps=10, start=start
+    )
     assert [t.label for t in runs] == ["GD", "Adam"]
     assert all(isinstance(t, Trajectory) for t in runs)
     for t in runs:

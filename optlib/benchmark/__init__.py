@@ -26,12 +26,26 @@ from ._runner import SEARCH_SEED, SIZE_SETTINGS, lr_grid, rerun, run_benchmark, 
 from ._stats import mark_significance, mean_std, welch_t_test
 
 __all__ = [
-    "OPTIMIZERS", "OptimizerSpec", "available_optimizers",
-    "PROBLEMS", "BenchmarkProblem",
-    "BenchmarkResult", "load_benchmark", "format_table",
-    "SIZE_SETTINGS", "SEARCH_SEED", "lr_grid", "select_lr", "tune", "rerun", "summarize_problem",
-    "run_benchmark", "save_benchmark",
-    "mean_std", "welch_t_test", "mark_significance",
+    "OPTIMIZERS",
+    "OptimizerSpec",
+    "available_optimizers",
+    "PROBLEMS",
+    "BenchmarkProblem",
+    "BenchmarkResult",
+    "load_benchmark",
+    "format_table",
+    "SIZE_SETTINGS",
+    "SEARCH_SEED",
+    "lr_grid",
+    "select_lr",
+    "tune",
+    "rerun",
+    "summarize_problem",
+    "run_benchmark",
+    "save_benchmark",
+    "mean_std",
+    "welch_t_test",
+    "mark_significance",
 ]
 
 
@@ -44,5 +58,6 @@ def save_benchmark(payload: dict, out=None):
     from optlib.results import save_results
 
     config = {"grid": payload["grid"], "tuning": payload["tuning"]}
-    return save_results(result_name(payload["size"]), payload, seeds=payload["seeds"], config=config,
-                        size=payload["size"], path=out)
+    return save_results(
+        result_name(payload["size"]), payload, seeds=payload["seeds"], config=config, size=payload["size"], path=out
+    )

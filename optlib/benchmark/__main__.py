@@ -4,21 +4,36 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
-from . import PROBLEMS, OPTIMIZERS, BenchmarkResult, format_table, run_benchmark, save_benchmark
+from . import OPTIMIZERS, PROBLEMS, BenchmarkResult, format_table, run_benchmark, save_benchmark
 
 
 def main(argv=None) -> int:
     from optlib.device import SIZES, experiment_size
 
     parser = argparse.ArgumentParser(prog="python -m optlib.benchmark", description=__doc__)
-    parser.add_argument("--size", choices=SIZES, default=None,
-                        help="experiment size (default: optlib.experiment_size(), i.e. $OPTLIB_SIZE or the device)")
-    parser.add_argument("--problems", nargs="+", choices=list(PROBLEMS), default=None, metavar="PROBLEM",
-                        help=f"problems to run (default: all): {', '.join(PROBLEMS)}")
-    parser.add_argument("--optimizers", nargs="+", choices=list(OPTIMIZERS), default=None, metavar="OPTIMIZER",
-                        help=f"optimizers to run (default: all installed): {', '.join(OPTIMIZERS)}")
+    parser.add_argument(
+        "--size",
+        choices=SIZES,
+        default=None,
+        help="experiment size (default: optlib.experiment_size(), i.e. $OPTLIB_SIZE or the device)",
+    )
+    parser.add_argument(
+        "--problems",
+        nargs="+",
+        choices=list(PROBLEMS),
+        default=None,
+        metavar="PROBLEM",
+        help=f"problems to run (default: all): {', '.join(PROBLEMS)}",
+    )
+    parser.add_argument(
+        "--optimizers",
+        nargs="+",
+        choices=list(OPTIMIZERS),
+        default=None,
+        metavar="OPTIMIZER",
+        help=f"optimizers to run (default: all installed): {', '.join(OPTIMIZERS)}",
+    )
     parser.add_argument("--seeds", type=int, default=None, help="seeds for the reruns (default: per size)")
     parser.add_argument("--out", default=None, help="JSON path (default: data/results/benchmark_<size>.json)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -62,8 +61,9 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
     for spec in (
         OptimizerSpec("SGD", 1e-1, "optlib", "SGD"),
         OptimizerSpec("Momentum", 1e-2, "optlib", "SGD", {"momentum": 0.9}, "SGD, momentum=0.9"),
-        OptimizerSpec("Nesterov", 1e-2, "optlib", "SGD", {"momentum": 0.9, "nesterov": True},
-                      "SGD, momentum=0.9, nesterov=True"),
+        OptimizerSpec(
+            "Nesterov", 1e-2, "optlib", "SGD", {"momentum": 0.9, "nesterov": True}, "SGD, momentum=0.9, nesterov=True"
+        ),
         OptimizerSpec("Adagrad", 1e-2, "optlib", "Adagrad"),
         OptimizerSpec("RMSprop", 1e-2, "optlib", "RMSprop"),
         OptimizerSpec("Adam", 1e-3, "optlib", "Adam"),
@@ -71,8 +71,14 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         OptimizerSpec("NAdam", 2e-3, "optlib", "NAdam"),
         OptimizerSpec("NesterovAdamW", 1e-3, "optlib", "NesterovAdamW", note="the course's combined method"),
         OptimizerSpec("Adan", 1e-3, "pytorch_optimizer", "Adan", note="peer: pytorch-optimizer (Xie et al. 2022)"),
-        OptimizerSpec("ScheduleFreeAdamW", 2.5e-3, "schedulefree", "AdamWScheduleFree",
-                      note="peer: schedulefree (Defazio et al. 2024)", needs_train_eval=True),
+        OptimizerSpec(
+            "ScheduleFreeAdamW",
+            2.5e-3,
+            "schedulefree",
+            "AdamWScheduleFree",
+            note="peer: schedulefree (Defazio et al. 2024)",
+            needs_train_eval=True,
+        ),
     )
 }
 

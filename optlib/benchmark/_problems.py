@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Callable
+from functools import cache
 
 import torch
 from torch import nn
@@ -57,11 +57,19 @@ class BenchmarkProblem:
         final = {k: (curves[k][-1] if curves[k] else math.nan) for k in CURVE_KEYS if k != "step"}
         if diverged:
             final["val_loss"] = final["train_loss"] = math.inf
-        return {"seed": seed, "lr": lr, "diverged": diverged, "wall_time": wall,
-                "steps": cfg["steps"], "final": final, "curves": curves}
+        return {
+            "seed": seed,
+            "lr": lr,
+            "diverged": diverged,
+            "wall_time": wall,
+            "steps": cfg["steps"],
+            "final": final,
+            "curves": curves,
+        }
 
 
 # ----------------------------------------------------------------------------- functions
+
 
 def _function_runner(make_function):
     """Full-batch minimisation from a start point perturbed by the seed.
@@ -92,8 +100,13 @@ def _function_runner(make_function):
                     gap = float(f(x)) - f_min
                 _set_mode(opt, spec, train=True)
                 # Suboptimality f(x) - f*, the same number as train and as validation loss.
-                for key, value in (("step", step), ("train_loss", gap), ("val_loss", gap),
-                                   ("val_accuracy", math.nan), ("time", time.perf_counter() - t0)):
+                for key, value in (
+                    ("step", step),
+                    ("train_loss", gap),
+                    ("val_loss", gap),
+                    ("val_accuracy", math.nan),
+                    ("time", time.perf_counter() - t0),
+                ):
                     curves[key].append(value)
                 # A gap a million times the starting one will not come back; call it diverged.
                 if not math.isfinite(gap) or gap > 1e6 * max(initial_gap, 1e-12):
@@ -126,7 +139,8 @@ def _set_mode(opt, spec, *, train):
 
 # ----------------------------------------------------------------------------- networks
 
-@lru_cache(maxsize=None)
+
+@cache
 def _dataset(name: str):
     from optlib import data
 
@@ -136,7 +150,7 @@ def _dataset(name: str):
     return getattr(data, f"load_{name}")()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _text(block_size: int):
     from optlib.data import load_shakespeare
 
@@ -146,11 +160,13 @@ def _text(block_size: int):
 def _curves(history) -> dict:
     epochs = history.epochs
     n = len(epochs.get("step", []))
-    return {"step": [int(s) for s in epochs.get("step", [])],
-            "train_loss": list(epochs.get("train_loss", [])),
-            "val_loss": list(epochs.get("val_loss", [])),
-            "val_accuracy": list(epochs.get("val_accuracy", [math.nan] * n)),
-            "time": list(epochs.get("time", []))}
+    return {
+        "step": [int(s) for s in epochs.get("step", [])],
+        "train_loss": list(epochs.get("train_loss", [])),
+        "val_loss": list(epochs.get("val_loss", [])),
+        "val_accuracy": list(epochs.get("val_accuracy", [math.nan] * n)),
+        "time": list(epochs.get("time", [])),
+    }
 
 
 def _classifier_runner(dataset: str, make_model: Callable[[dict, object, int], nn.Module]):
@@ -166,8 +182,17 @@ def _classifier_runner(dataset: str, make_model: Callable[[dict, object, int], n
         with warnings.catch_warnings():
             # A diverged grid point is expected; it is recorded, not shouted about.
             warnings.simplefilter("ignore", TrainingDiverged)
-            history = train(model, opt, data, epochs=epochs, batch_size=cfg["batch_size"], max_steps=cfg["steps"],
-                            eval_every=cfg["eval_every"], seed=seed, progress=False)
+            history = train(
+                model,
+                opt,
+                data,
+                epochs=epochs,
+                batch_size=cfg["batch_size"],
+                max_steps=cfg["steps"],
+                eval_every=cfg["eval_every"],
+                seed=seed,
+                progress=False,
+            )
         return _curves(history), history.diverged
 
     return run
@@ -178,16 +203,23 @@ def _shakespeare_runner(cfg, spec, lr, seed):
     from optlib.training import TrainingDiverged, train_language_model
 
     data = _text(cfg["block_size"])
-    model = CharTransformer(data.vocab_size, cfg["block_size"], cfg["n_layer"], cfg["n_head"], cfg["n_embd"],
-                            seed=seed)
+    model = CharTransformer(data.vocab_size, cfg["block_size"], cfg["n_layer"], cfg["n_head"], cfg["n_embd"], seed=seed)
     opt = spec.build(model.parameters(), lr)
     if spec.needs_train_eval:
         _wrap_train_eval(model, opt)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TrainingDiverged)
-        history = train_language_model(model, opt, data, max_steps=cfg["steps"], batch_size=cfg["batch_size"],
-                                       eval_every=cfg["eval_every"], eval_batches=cfg["eval_batches"], seed=seed,
-                                       progress=False)
+        history = train_language_model(
+            model,
+            opt,
+            data,
+            max_steps=cfg["steps"],
+            batch_size=cfg["batch_size"],
+            eval_every=cfg["eval_every"],
+            eval_batches=cfg["eval_batches"],
+            seed=seed,
+            progress=False,
+        )
     return _curves(history), history.diverged
 
 
@@ -228,6 +260,7 @@ def _cnn2d(cfg, data, seed):
 
 # ----------------------------------------------------------------------------- registry
 
+
 def _sizes(tiny, quick, full):
     return {"tiny": tiny, "quick": quick, "full": full}
 
@@ -236,61 +269,116 @@ PROBLEMS: dict[str, BenchmarkProblem] = {
     p.name: p
     for p in (
         BenchmarkProblem(
-            "quadratic", "Ill-conditioned quadratic (full batch)",
-            _sizes(dict(dim=10, condition_number=100, steps=40, eval_every=4, start_noise=0.1),
-                   dict(dim=50, condition_number=100, steps=300, eval_every=10, start_noise=0.1),
-                   dict(dim=200, condition_number=1000, steps=3000, eval_every=50, start_noise=0.1)),
-            _function_runner(_quadratic), has_accuracy=False, loss_name="f(x) - f*", log_scale=True),
+            "quadratic",
+            "Ill-conditioned quadratic (full batch)",
+            _sizes(
+                dict(dim=10, condition_number=100, steps=40, eval_every=4, start_noise=0.1),
+                dict(dim=50, condition_number=100, steps=300, eval_every=10, start_noise=0.1),
+                dict(dim=200, condition_number=1000, steps=3000, eval_every=50, start_noise=0.1),
+            ),
+            _function_runner(_quadratic),
+            has_accuracy=False,
+            loss_name="f(x) - f*",
+            log_scale=True,
+        ),
         BenchmarkProblem(
-            "rosenbrock", "Rosenbrock function, 2-D (full batch)",
-            _sizes(dict(steps=60, eval_every=6, start_noise=0.1),
-                   dict(steps=1000, eval_every=25, start_noise=0.1),
-                   dict(steps=5000, eval_every=100, start_noise=0.1)),
-            _function_runner(_rosenbrock), has_accuracy=False, loss_name="f(x) - f*", log_scale=True),
+            "rosenbrock",
+            "Rosenbrock function, 2-D (full batch)",
+            _sizes(
+                dict(steps=60, eval_every=6, start_noise=0.1),
+                dict(steps=1000, eval_every=25, start_noise=0.1),
+                dict(steps=5000, eval_every=100, start_noise=0.1),
+            ),
+            _function_runner(_rosenbrock),
+            has_accuracy=False,
+            loss_name="f(x) - f*",
+            log_scale=True,
+        ),
         BenchmarkProblem(
-            "digits_mlp", "MLP on scikit-learn digits",
-            _sizes(dict(hidden=32, batch_size=32, steps=30, eval_every=10),
-                   dict(hidden=64, batch_size=32, steps=300, eval_every=15),
-                   dict(hidden=128, batch_size=32, steps=3000, eval_every=100)),
-            _classifier_runner("digits", _mlp), has_accuracy=True, loss_name="cross-entropy"),
+            "digits_mlp",
+            "MLP on scikit-learn digits",
+            _sizes(
+                dict(hidden=32, batch_size=32, steps=30, eval_every=10),
+                dict(hidden=64, batch_size=32, steps=300, eval_every=15),
+                dict(hidden=128, batch_size=32, steps=3000, eval_every=100),
+            ),
+            _classifier_runner("digits", _mlp),
+            has_accuracy=True,
+            loss_name="cross-entropy",
+        ),
         BenchmarkProblem(
-            "mnist1d_cnn", "CNN on MNIST-1D (4000 train / 1000 validation)",
-            _sizes(dict(channels=8, batch_size=32, steps=30, eval_every=10, n_train=1000, n_val=500),
-                   dict(channels=16, batch_size=64, steps=400, eval_every=20),
-                   dict(channels=32, batch_size=100, steps=6000, eval_every=200)),
-            _classifier_runner("mnist1d", _cnn1d), has_accuracy=True, loss_name="cross-entropy",
+            "mnist1d_cnn",
+            "CNN on MNIST-1D (4000 train / 1000 validation)",
+            _sizes(
+                dict(channels=8, batch_size=32, steps=30, eval_every=10, n_train=1000, n_val=500),
+                dict(channels=16, batch_size=64, steps=400, eval_every=20),
+                dict(channels=32, batch_size=100, steps=6000, eval_every=200),
+            ),
+            _classifier_runner("mnist1d", _cnn1d),
+            has_accuracy=True,
+            loss_name="cross-entropy",
             reference={
                 "metric": "val_accuracy",
                 "values": {"logistic regression": 0.32, "MLP": 0.68, "CNN": 0.94, "GRU": 0.91, "human": 0.96},
                 "source": "Greydanus (2020), 'Scaling down deep learning', arXiv:2011.14439, "
-                          "Table 1, test accuracy on the standard 4000/1000 MNIST-1D split (rounded)",
+                "Table 1, test accuracy on the standard 4000/1000 MNIST-1D split (rounded)",
                 "caveat": "The quick size trains a smaller CNN for a few hundred steps, so its accuracy "
-                          "is far below the paper's CNN.",
-            }),
+                "is far below the paper's CNN.",
+            },
+        ),
         BenchmarkProblem(
-            "mnist_cnn", "CNN on MNIST (official 10k test images split 8000 / 2000)",
-            _sizes(dict(channels=(4, 8), hidden=16, batch_size=32, steps=20, eval_every=10, n_train=1000, n_val=500),
-                   dict(channels=(8, 16), hidden=32, batch_size=64, steps=150, eval_every=10, n_train=8000, n_val=1000),
-                   dict(channels=(16, 32), hidden=64, batch_size=128, steps=3000, eval_every=100)),
-            _classifier_runner("mnist", _cnn2d), has_accuracy=True, loss_name="cross-entropy"),
+            "mnist_cnn",
+            "CNN on MNIST (official 10k test images split 8000 / 2000)",
+            _sizes(
+                dict(channels=(4, 8), hidden=16, batch_size=32, steps=20, eval_every=10, n_train=1000, n_val=500),
+                dict(channels=(8, 16), hidden=32, batch_size=64, steps=150, eval_every=10, n_train=8000, n_val=1000),
+                dict(channels=(16, 32), hidden=64, batch_size=128, steps=3000, eval_every=100),
+            ),
+            _classifier_runner("mnist", _cnn2d),
+            has_accuracy=True,
+            loss_name="cross-entropy",
+        ),
         BenchmarkProblem(
-            "shakespeare_transformer", "Character-level transformer on Tiny Shakespeare",
-            _sizes(dict(block_size=16, n_embd=16, n_layer=1, n_head=2, batch_size=8, steps=20,
-                        eval_every=10, eval_batches=2),
-                   dict(block_size=32, n_embd=32, n_layer=1, n_head=4, batch_size=16, steps=200,
-                        eval_every=20, eval_batches=4),
-                   dict(block_size=256, n_embd=384, n_layer=6, n_head=6, batch_size=64, steps=5000,
-                        eval_every=250, eval_batches=20)),
-            _shakespeare_runner, has_accuracy=False, loss_name="cross-entropy (nats/char)",
+            "shakespeare_transformer",
+            "Character-level transformer on Tiny Shakespeare",
+            _sizes(
+                dict(
+                    block_size=16, n_embd=16, n_layer=1, n_head=2, batch_size=8, steps=20, eval_every=10, eval_batches=2
+                ),
+                dict(
+                    block_size=32,
+                    n_embd=32,
+                    n_layer=1,
+                    n_head=4,
+                    batch_size=16,
+                    steps=200,
+                    eval_every=20,
+                    eval_batches=4,
+                ),
+                dict(
+                    block_size=256,
+                    n_embd=384,
+                    n_layer=6,
+                    n_head=6,
+                    batch_size=64,
+                    steps=5000,
+                    eval_every=250,
+                    eval_batches=20,
+                ),
+            ),
+            _shakespeare_runner,
+            has_accuracy=False,
+            loss_name="cross-entropy (nats/char)",
             reference={
                 "metric": "val_loss",
                 "values": {"nanoGPT shakespeare-char": 1.47},
                 "source": "Karpathy, nanoGPT README (github.com/karpathy/nanoGPT), 'train_shakespeare_char': "
-                          "6-layer, 6-head, 384-dim transformer, context 256, 5000 iterations on one A100, "
-                          "best validation loss 1.4697",
+                "6-layer, 6-head, 384-dim transformer, context 256, 5000 iterations on one A100, "
+                "best validation loss 1.4697",
                 "caveat": "nanoGPT also uses dropout 0.2, a cosine learning-rate schedule and AdamW; "
-                          "smaller runs here (fewer steps, a smaller model, a constant learning rate) "
-                          "end well above 1.47.",
-            }),
+                "smaller runs here (fewer steps, a smaller model, a constant learning rate) "
+                "end well above 1.47.",
+            },
+        ),
     )
 }

@@ -62,18 +62,20 @@ class BenchmarkResult:
         p = self._problem(problem)
         rows = []
         for name, s in p["summary"]["optimizers"].items():
-            rows.append({
-                "optimizer": name,
-                "lr": f"{s['lr']:.3g}",
-                "val loss": _pm(s["val_loss"]),
-                "val acc": _pm(s["val_accuracy"], 3) if p["has_accuracy"] else "-",
-                "train loss": _pm(s["train_loss"]),
-                "steps to target": f"{_pm(s['steps_to_target'], 4)} ({s['reached_target']}/{s['n_seeds']})",
-                "s to target": _pm(s["time_to_target"], 3),
-                "s per run": _pm(s["wall_time"], 3),
-                "vs best": s["mark"],
-                "_sort": s["val_loss"][0],
-            })
+            rows.append(
+                {
+                    "optimizer": name,
+                    "lr": f"{s['lr']:.3g}",
+                    "val loss": _pm(s["val_loss"]),
+                    "val acc": _pm(s["val_accuracy"], 3) if p["has_accuracy"] else "-",
+                    "train loss": _pm(s["train_loss"]),
+                    "steps to target": f"{_pm(s['steps_to_target'], 4)} ({s['reached_target']}/{s['n_seeds']})",
+                    "s to target": _pm(s["time_to_target"], 3),
+                    "s per run": _pm(s["wall_time"], 3),
+                    "vs best": s["mark"],
+                    "_sort": s["val_loss"][0],
+                }
+            )
         rows.sort(key=lambda r: (r["_sort"], r["optimizer"]))
         for r in rows:
             del r["_sort"]
@@ -109,8 +111,9 @@ class BenchmarkResult:
             # The course's colour for each optimizer, so every chapter's plots agree; peers dashed.
             spec = OPTIMIZERS.get(name)
             style = "--" if spec is not None and spec.is_peer else "-"
-            (line,) = ax.plot(steps, mean, style, color=optimizer_color(name),
-                              label=f"{name} (lr {p['results'][name]['lr']:.2g})")
+            (line,) = ax.plot(
+                steps, mean, style, color=optimizer_color(name), label=f"{name} (lr {p['results'][name]['lr']:.2g})"
+            )
             ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
         if metric != "val_accuracy":
             ax.set_yscale("log")
@@ -123,10 +126,17 @@ class BenchmarkResult:
             for label, value in ref["values"].items():
                 ax.axhline(value, color="black", ls="--", lw=0.8)
                 ax.annotate(label, (ax.get_xlim()[0], value), fontsize=7, va="bottom")
-        label = {"val_loss": f"validation loss ({p['loss_name']})", "train_loss": f"training loss ({p['loss_name']})",
-                 "val_accuracy": "validation accuracy", "time": "wall time (s)"}[metric]
-        ax.set(xlabel="optimizer step", ylabel=label,
-               title=f"{p['title']}: {label}, mean ± std over {len(self.payload['seeds'])} seeds ({self.size})")
+        label = {
+            "val_loss": f"validation loss ({p['loss_name']})",
+            "train_loss": f"training loss ({p['loss_name']})",
+            "val_accuracy": "validation accuracy",
+            "time": "wall time (s)",
+        }[metric]
+        ax.set(
+            xlabel="optimizer step",
+            ylabel=label,
+            title=f"{p['title']}: {label}, mean ± std over {len(self.payload['seeds'])} seeds ({self.size})",
+        )
         ax.legend(fontsize=7, ncol=2)
         return ax
 
@@ -181,10 +191,17 @@ class BenchmarkResult:
                 ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if dark_cell else "black")
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
         ax.set_yticks(range(len(problems)), problems)
-        ax.set(xlabel="optimizer", ylabel="problem",
-               title=f"Final validation loss / best on each problem ({self.size} size; ≈: not distinguishable)")
-        ax.figure.colorbar(im, ax=ax, extend="max" if largest > vmax else "neither",
-                           label=f"val loss / best (colours capped at {SUMMARY_COLOUR_CAP:g}x)")
+        ax.set(
+            xlabel="optimizer",
+            ylabel="problem",
+            title=f"Final validation loss / best on each problem ({self.size} size; ≈: not distinguishable)",
+        )
+        ax.figure.colorbar(
+            im,
+            ax=ax,
+            extend="max" if largest > vmax else "neither",
+            label=f"val loss / best (colours capped at {SUMMARY_COLOUR_CAP:g}x)",
+        )
         return ax
 
     def __repr__(self) -> str:
@@ -197,10 +214,11 @@ def format_table(result: BenchmarkResult, problem: str) -> str:
     p = result._problem(problem)
     cols = list(rows[0])
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
-    lines = [f"== {p['title']} [{problem}, {result.size}] ==",
-             f"target val loss {p['summary']['target']['val_loss']:.4g} "
-             f"({p['summary']['target']['rule']})",
-             "  ".join(c.ljust(widths[c]) for c in cols)]
+    lines = [
+        f"== {p['title']} [{problem}, {result.size}] ==",
+        f"target val loss {p['summary']['target']['val_loss']:.4g} ({p['summary']['target']['rule']})",
+        "  ".join(c.ljust(widths[c]) for c in cols),
+    ]
     lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in cols) for r in rows]
     ref = p.get("reference") or {}
     if ref:
@@ -231,8 +249,7 @@ def load_benchmark(size: str = "full", path=None) -> BenchmarkResult:
         if record is None:
             continue
         payload = _restore(record["payload"])
-        note = (f"Benchmark results: {candidate} size, run on {payload.get('device_name')} "
-                f"on {payload.get('date')}.")
+        note = f"Benchmark results: {candidate} size, run on {payload.get('device_name')} on {payload.get('date')}."
         if candidate != size:
             note += f" No {size}-size results are saved, so these are the {candidate}-size ones."
         print(note)

@@ -14,10 +14,18 @@ import torch
 
 from ._optimizers import OptimizerSpec, available_optimizers
 from ._problems import PROBLEMS, BenchmarkProblem
-from ._stats import ALPHA, mean_std, mark_significance
+from ._stats import ALPHA, mark_significance, mean_std
 
-__all__ = ["SIZE_SETTINGS", "SEARCH_SEED", "lr_grid", "select_lr", "tune", "rerun", "summarize_problem",
-           "run_benchmark"]
+__all__ = [
+    "SIZE_SETTINGS",
+    "SEARCH_SEED",
+    "lr_grid",
+    "select_lr",
+    "tune",
+    "rerun",
+    "summarize_problem",
+    "run_benchmark",
+]
 
 # Per size: grid points, the decades they span (centred on each optimizer's
 # default), and how many seeds rerun the selected learning rate.
@@ -66,21 +74,35 @@ def select_lr(search: Sequence[dict]) -> float:
     return min(search, key=lambda r: (_score(r), r["lr"]))["lr"]
 
 
-def tune(problem: BenchmarkProblem, spec: OptimizerSpec, size: str, grid: Sequence[float],
-         seed: int = SEARCH_SEED, progress=None) -> tuple[float, list[dict]]:
+def tune(
+    problem: BenchmarkProblem,
+    spec: OptimizerSpec,
+    size: str,
+    grid: Sequence[float],
+    seed: int = SEARCH_SEED,
+    progress=None,
+) -> tuple[float, list[dict]]:
     """Run every grid point once with ``seed``; return the selected lr and the search records."""
     search = []
     for lr in grid:
         record = problem.run(size, spec, lr, seed)
-        search.append({"lr": lr, "seed": seed, "diverged": record["diverged"], "final": record["final"],
-                       "wall_time": record["wall_time"]})
+        search.append(
+            {
+                "lr": lr,
+                "seed": seed,
+                "diverged": record["diverged"],
+                "final": record["final"],
+                "wall_time": record["wall_time"],
+            }
+        )
         if progress is not None:
             progress.update(1)
     return select_lr(search), search
 
 
-def rerun(problem: BenchmarkProblem, spec: OptimizerSpec, size: str, lr: float, seeds: Sequence[int],
-          progress=None) -> list[dict]:
+def rerun(
+    problem: BenchmarkProblem, spec: OptimizerSpec, size: str, lr: float, seeds: Sequence[int], progress=None
+) -> list[dict]:
     """Train with ``lr`` once per seed; seeds must be distinct."""
     seeds = [int(s) for s in seeds]
     if len(set(seeds)) != len(seeds) or not seeds:
@@ -138,20 +160,39 @@ def summarize_problem(results: dict[str, dict], alpha: float = ALPHA, log_scale:
         reached = [_first_reach(run, target) for run in runs]
         steps_hit = [s for s, _ in reached if s is not None]
         times_hit = [t for _, t in reached if t is not None]
-        row = {"lr": r["lr"], "n_seeds": len(runs), "n_diverged": sum(run["diverged"] for run in runs),
-               "reached_target": len(steps_hit), **marks[name]}
+        row = {
+            "lr": r["lr"],
+            "n_seeds": len(runs),
+            "n_diverged": sum(run["diverged"] for run in runs),
+            "reached_target": len(steps_hit),
+            **marks[name],
+        }
         for key in ("val_loss", "train_loss", "val_accuracy"):
             row[key] = mean_std([run["final"][key] for run in runs])
         row["wall_time"] = mean_std([run["wall_time"] for run in runs])
         row["steps_to_target"] = mean_std(steps_hit) if steps_hit else (math.nan, math.nan)
         row["time_to_target"] = mean_std(times_hit) if times_hit else (math.nan, math.nan)
         summary[name] = row
-    return {"log_scale": log_scale, "target": {"val_loss": target, "rule": f"median over optimizers of the seed-mean validation loss "
-                       f"at {TARGET_FRACTION:.0%} of the step budget"}, "optimizers": summary, "alpha": alpha}
+    return {
+        "log_scale": log_scale,
+        "target": {
+            "val_loss": target,
+            "rule": f"median over optimizers of the seed-mean validation loss "
+            f"at {TARGET_FRACTION:.0%} of the step budget",
+        },
+        "optimizers": summary,
+        "alpha": alpha,
+    }
 
 
-def run_benchmark(size: str, problems: Sequence[str] | None = None, optimizers: Sequence[str] | None = None,
-                  seeds: int | None = None, progress: bool = True, verbose: bool = True) -> dict:
+def run_benchmark(
+    size: str,
+    problems: Sequence[str] | None = None,
+    optimizers: Sequence[str] | None = None,
+    seeds: int | None = None,
+    progress: bool = True,
+    verbose: bool = True,
+) -> dict:
     """Tune and rerun every optimizer on every problem; the payload that is saved as JSON."""
     if size not in SIZE_SETTINGS:
         raise ValueError(f"Invalid size: {size!r}; size must be one of {', '.join(SIZE_SETTINGS)}")
@@ -187,19 +228,33 @@ def run_benchmark(size: str, problems: Sequence[str] | None = None, optimizers: 
     return {
         "size": size,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "device": str(device), "device_name": _device_name(device),
-        "torch": torch.__version__, "python": platform.python_version(),
+        "device": str(device),
+        "device_name": _device_name(device),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
         "threads": 1 if device.type == "cpu" else threads,
-        "search_seed": SEARCH_SEED, "seeds": rerun_seeds,
-        "grid": {"points": settings["grid_points"], "decades": settings["grid_decades"],
-                 "centre": {s.name: s.default_lr for s in specs}, "lrs": grids},
+        "search_seed": SEARCH_SEED,
+        "seeds": rerun_seeds,
+        "grid": {
+            "points": settings["grid_points"],
+            "decades": settings["grid_decades"],
+            "centre": {s.name: s.default_lr for s in specs},
+            "lrs": grids,
+        },
         "tuning": "learning rate only, on the grid above, one run each with the search seed; the lowest "
-                  "final validation loss wins (diverged = +inf, ties -> smaller lr); every other "
-                  "hyperparameter at its default; constant learning rate (no schedule).",
-        "optimizers": {s.name: {"source": s.source, "class": s.attr, "kwargs": s.kwargs, "note": s.note,
-                               # The class that actually ran, so a reader can check the JSON against the code.
-                               "loaded": f"{s.load_class().__module__}.{s.load_class().__qualname__}"}
-                       for s in specs},
+        "final validation loss wins (diverged = +inf, ties -> smaller lr); every other "
+        "hyperparameter at its default; constant learning rate (no schedule).",
+        "optimizers": {
+            s.name: {
+                "source": s.source,
+                "class": s.attr,
+                "kwargs": s.kwargs,
+                "note": s.note,
+                # The class that actually ran, so a reader can check the JSON against the code.
+                "loaded": f"{s.load_class().__module__}.{s.load_class().__qualname__}",
+            }
+            for s in specs
+        },
         "skipped": skipped,
         "significance": f"Welch t-test on the final validation loss vs the best optimizer, p < {ALPHA}",
         "problems": out_problems,
@@ -229,9 +284,14 @@ def _run_problems(problems, specs, size, settings, grids, rerun_seeds, progress)
             runs = rerun(problem, spec, size, lr, rerun_seeds, progress=bar)
             results[spec.name] = {"lr": lr, "grid": grids[spec.name], "search": search, "runs": runs}
         bar.close()
-        out_problems[pname] = {"title": problem.title, "config": problem.config(size),
-                               "loss_name": problem.loss_name, "has_accuracy": problem.has_accuracy,
-                               "reference": problem.reference, "results": results,
-                               "log_scale": problem.log_scale,
-                               "summary": summarize_problem(results, log_scale=problem.log_scale)}
+        out_problems[pname] = {
+            "title": problem.title,
+            "config": problem.config(size),
+            "loss_name": problem.loss_name,
+            "has_accuracy": problem.has_accuracy,
+            "reference": problem.reference,
+            "results": results,
+            "log_scale": problem.log_scale,
+            "summary": summarize_problem(results, log_scale=problem.log_scale),
+        }
     return out_problems, time.perf_counter() - started

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor
@@ -92,7 +92,9 @@ def check_params_not_empty(params) -> list:
     """Materialise params (it may be a generator) and refuse an empty list early, with a clear message."""
     params = list(params)
     if len(params) == 0:
-        raise ValueError("Invalid params: an empty parameter list; params must contain at least one tensor or param group")
+        raise ValueError(
+            "Invalid params: an empty parameter list; params must contain at least one tensor or param group"
+        )
     return params
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

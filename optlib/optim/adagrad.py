@@ -86,8 +86,15 @@ def _adagrad_multi_tensor(
         if any(g.is_sparse for g in device_grads):
             # foreach kernels have no sparse version; the loop handles sparse gradients.
             _adagrad_single_tensor(
-                device_params, device_grads, device_sums, device_steps,
-                lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps, maximize=maximize,
+                device_params,
+                device_grads,
+                device_sums,
+                device_steps,
+                lr=lr,
+                lr_decay=lr_decay,
+                weight_decay=weight_decay,
+                eps=eps,
+                maximize=maximize,
             )
             continue
         # The step counters are 0-dim CPU tensors; adding a tensor (not the number 1) keeps

@@ -162,8 +162,17 @@ def _adam_multi_tensor(
         b_params, b_grads, b_exp_avgs, b_exp_avg_sqs, b_steps = bucket[:5]
 
         b_grads = _foreach_moments_(
-            b_params, b_grads, b_exp_avgs, b_exp_avg_sqs, b_steps, lr=lr, beta1=beta1, beta2=beta2,
-            weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
+            b_params,
+            b_grads,
+            b_exp_avgs,
+            b_exp_avg_sqs,
+            b_steps,
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=weight_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
         )
 
         if amsgrad:
@@ -172,7 +181,6 @@ def _adam_multi_tensor(
             denom = torch._foreach_sqrt(b_max_exp_avg_sqs)
         else:
             denom = torch._foreach_sqrt(b_exp_avg_sqs)
-
 
         steps = [step.item() for step in b_steps]
         step_sizes = [(lr / (1 - beta1**t)) * -1 for t in steps]

@@ -99,8 +99,17 @@ def _nadam_multi_tensor(
     buckets = group_by_device_and_dtype(params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps)
     for b_params, b_grads, b_exp_avgs, b_exp_avg_sqs, b_mu_products, b_steps in buckets.values():
         b_grads = _foreach_moments_(
-            b_params, b_grads, b_exp_avgs, b_exp_avg_sqs, b_steps, lr=lr, beta1=beta1, beta2=beta2,
-            weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
+            b_params,
+            b_grads,
+            b_exp_avgs,
+            b_exp_avg_sqs,
+            b_steps,
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=weight_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
         )
 
         steps = [step.item() for step in b_steps]
@@ -270,7 +279,11 @@ class NAdam(CourseOptimizer):
     _fused = staticmethod(_nadam_fused)
     _unsupported = ("capturable", "differentiable")
     _group_defaults = dict(
-        maximize=False, foreach=None, capturable=False, differentiable=False, decoupled_weight_decay=False,
+        maximize=False,
+        foreach=None,
+        capturable=False,
+        differentiable=False,
+        decoupled_weight_decay=False,
         fused=None,
     )
     # Old state_dicts stored the running product, like the step, as a Python number.

@@ -8,6 +8,7 @@ for full-batch training.
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import Tensor
 
@@ -83,8 +84,15 @@ def _sgd_multi_tensor(
             # foreach kernels have no sparse version; the loop handles sparse gradients.
             device_bufs = [momentum_buffers[i] for i in indices] if momentum != 0 else []
             _sgd_single_tensor(
-                device_params, device_grads, device_bufs, lr=lr, momentum=momentum, dampening=dampening,
-                weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+                device_params,
+                device_grads,
+                device_bufs,
+                lr=lr,
+                momentum=momentum,
+                dampening=dampening,
+                weight_decay=weight_decay,
+                nesterov=nesterov,
+                maximize=maximize,
             )
             for i, b in zip(indices, device_bufs):
                 momentum_buffers[i] = b
