@@ -115,6 +115,8 @@ def _flat(row: tuple[Tensor | None, ...]) -> tuple[Tensor | None, ...] | None:
     matrices, vectors and 0-dim parameters alike (Dynamo compiles once per rank).
     """
     tensors = [t for t in row if t is not None]
+    if all(t.is_contiguous() for t in tensors):  # the common case, and the cheapest test
+        return tuple(None if t is None else t.view(-1) for t in row)
     first = tensors[0]
     if not all(t.shape == first.shape and t.stride() == first.stride() for t in tensors):
         return None
@@ -145,7 +147,12 @@ class FusedKernel:
             return
         check_fused_device(optimizer_name, params[0].device)
         if self._compiled is None:
-            self._compiled = torch.compile(self.update, fullgraph=True, dynamic=True)
+            # dynamic_threads: the C++ loop asks OpenMP for its threads at run time. Otherwise
+            # Inductor decides at compile time from the first tensor's size, and a kernel first
+            # compiled for a bias vector would run single-threaded on every matrix after it.
+            self._compiled = torch.compile(
+                self.update, fullgraph=True, dynamic=True, options={"cpp.dynamic_threads": True}
+            )
         per_param = {k: v for k, v in kwargs.items() if isinstance(v, (list, tuple))}
         shared = {k: v for k, v in kwargs.items() if k not in per_param}
         flags = tuple(sorted((k, v) for k, v in shared.items() if isinstance(v, bool)))
