@@ -27,14 +27,15 @@ pytestmark = [
 
 WRAPPERS = ("ddp", "zero1", "fsdp")
 OPTIMIZERS = ("SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "NAdam", "NesterovAdamW")
-PATHS = {"loop": False, "foreach": True}  # the single-tensor and the torch._foreach_* update
-CASES = [(name, path) for name in OPTIMIZERS for path in PATHS]
+# The single-tensor, the torch._foreach_* and the compiled update (RMSprop has none, as in torch).
+PATHS = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+CASES = [(name, path) for name in OPTIMIZERS for path in PATHS if not (name == "RMSprop" and path == "fused")]
 CASE_IDS = [f"{name}-{path}" for name, path in CASES]
 WORLD_SIZE, STEPS, SAVE_AT = 2, 20, 10
 
 
 def _run(strategy: str, name: str, path: str, **extra) -> dict:
-    hyperparameters = {**DEMO_HYPERPARAMETERS[name], "foreach": PATHS[path]}
+    hyperparameters = {**DEMO_HYPERPARAMETERS[name], **PATHS[path]}
     return dict(
         strategy=strategy, optimizer=name, steps=STEPS, hyperparameters=hyperparameters, return_parameters=True, **extra
     )

@@ -27,6 +27,7 @@ each combination in use compiles once per dtype.
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from collections.abc import Callable
 
@@ -106,6 +107,20 @@ def _dense(t: Tensor) -> bool:
     return True
 
 
+def _local(t: Tensor | None) -> Tensor | None:
+    """A DTensor's local shard (FSDP2 parameters), any other tensor unchanged.
+
+    The update is elementwise and a parameter, its gradient and its state are sharded
+    alike, so each rank updates its own shard in place; Dynamo cannot trace the
+    DTensor wrapper with dynamic shapes.
+    """
+    # No DTensor exists unless torch.distributed.tensor was imported: no import here.
+    dtensor = sys.modules.get("torch.distributed.tensor")
+    if t is not None and dtensor is not None and isinstance(t, dtensor.DTensor):
+        return t.to_local()
+    return t
+
+
 def _flat(row: tuple[Tensor | None, ...]) -> tuple[Tensor | None, ...] | None:
     """One parameter's tensors as 1-D views of their memory, or None where that is impossible.
 
@@ -160,6 +175,7 @@ class FusedKernel:
         with torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT):
             for i, row in enumerate(zip(*tensors)):
                 scalars = {k: v[i] for k, v in per_param.items()}
+                row = tuple(_local(t) for t in row)
                 flat = _flat(row)
                 if flat is None:
                     # Tensors with gaps or with layouts that differ between param, grad and
