@@ -87,15 +87,18 @@ def test_compile_time_is_recorded():
     assert recorded and all(seconds > 0 for seconds in recorded.values())
 
 
-def test_without_a_compiler_fused_says_why_and_what_instead(monkeypatch):
+def test_without_a_compiler_fused_says_why_and_what_instead():
     from torch._inductor import config
 
-    monkeypatch.setattr(config.cpp, "cxx", ("no-such-c++-compiler",))
     params = [torch.nn.Parameter(torch.ones(3))]
     params[0].grad = torch.ones(3)
     opt = optlib.AdamW(params, fused=True)
-    with pytest.raises(RuntimeError, match=r"C\+\+ compiler.*foreach=True"):
-        opt.step()
+    # config.patch, not monkeypatch: undoing a setattr on Inductor's config deletes the
+    # option, and every later compilation in the process then fails.
+    with config.patch({"cpp.cxx": ("no-such-c++-compiler",)}):
+        with pytest.raises(RuntimeError, match=r"C\+\+ compiler.*foreach=True"):
+            opt.step()
+    assert config.cpp.cxx != ("no-such-c++-compiler",)
 
 
 @pytest.mark.parametrize("name", ["SGD", "Adagrad", "Adam", "AdamW"])
