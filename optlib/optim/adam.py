@@ -200,6 +200,44 @@ def _adam_multi_tensor(
             torch._foreach_addcdiv_(b_params, numerators, denom, step_sizes)
 
 
+def _decay_flags(decoupled_weight_decay: bool, weight_decay: float) -> dict[str, bool]:
+    """Which weight decay a fused kernel compiles in: decoupled, L2, or none (when λ = 0)."""
+    return {
+        "decoupled": decoupled_weight_decay and weight_decay != 0,
+        "l2": not decoupled_weight_decay and weight_decay != 0,
+    }
+
+
+def _kernel_moments_(
+    param: Tensor,
+    grad: Tensor,
+    m: Tensor,
+    v: Tensor,
+    *,
+    lr: Tensor,
+    beta1: Tensor,
+    beta2: Tensor,
+    weight_decay: Tensor,
+    decoupled: bool,
+    l2: bool,
+    maximize: bool,
+) -> Tensor:
+    """The part of one parameter's update that Adam and NAdam share, inside their compiled kernels.
+
+    Applies the weight decay, updates m and v in place and returns the gradient the
+    moments saw (the fused twin of :func:`_foreach_moments_`).
+    """
+    if maximize:
+        grad = -grad
+    if decoupled:
+        param.mul_(1 - lr * weight_decay)
+    if l2:
+        grad = grad + weight_decay * param
+    m.add_((grad - m) * (1 - beta1))  # m ← β1·m + (1 − β1)·g, the lerp of the loop
+    v.mul_(beta2).add_(grad * grad * (1 - beta2))
+    return grad
+
+
 def _adam_kernel(
     param: Tensor,
     grad: Tensor,
@@ -221,14 +259,19 @@ def _adam_kernel(
     maximize: bool,
 ) -> None:
     """The Adam-family update of one parameter, written for torch.compile to fuse into one pass."""
-    if maximize:
-        grad = -grad
-    if decoupled:
-        param.mul_(1 - lr * weight_decay)
-    if l2:
-        grad = grad + weight_decay * param
-    m.add_((grad - m) * (1 - beta1))  # m ← β1·m + (1 − β1)·g, the lerp of the loop
-    v.mul_(beta2).add_(grad * grad * (1 - beta2))
+    grad = _kernel_moments_(
+        param,
+        grad,
+        m,
+        v,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        weight_decay=weight_decay,
+        decoupled=decoupled,
+        l2=l2,
+        maximize=maximize,
+    )
     if amsgrad:
         v_max.copy_(torch.maximum(v_max, v))
         v = v_max
@@ -271,11 +314,10 @@ def _adam_fused(
             tensors,
             step_size=(scalars["lr"] / (1 - scalars["beta1"] ** t)).unbind(),
             bias_correction2_sqrt=(1 - scalars["beta2"] ** t).sqrt().unbind(),
-            decoupled=decoupled_weight_decay and weight_decay != 0,
-            l2=not decoupled_weight_decay and weight_decay != 0,
             amsgrad=amsgrad,
             nesterov=nesterov,
             maximize=maximize,
+            **_decay_flags(decoupled_weight_decay, weight_decay),
             **scalars,
         )
 

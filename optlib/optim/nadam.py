@@ -17,7 +17,7 @@ from ._base import (
     new_step_counter,
 )
 from ._compile import FusedKernel, advance_steps, fused_scalars
-from .adam import _foreach_moments_
+from .adam import _decay_flags, _foreach_moments_, _kernel_moments_
 
 __all__ = ["NAdam"]
 
@@ -151,14 +151,19 @@ def _nadam_kernel(
     maximize: bool,
 ) -> None:
     """The NAdam update of one parameter, written for torch.compile to fuse into one pass."""
-    if maximize:
-        grad = -grad
-    if decoupled:
-        param.mul_(1 - lr * weight_decay)
-    if l2:
-        grad = grad + weight_decay * param
-    m.add_((grad - m) * (1 - beta1))
-    v.mul_(beta2).add_(grad * grad * (1 - beta2))
+    grad = _kernel_moments_(
+        param,
+        grad,
+        m,
+        v,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        weight_decay=weight_decay,
+        decoupled=decoupled,
+        l2=l2,
+        maximize=maximize,
+    )
     denom = (v / bias_correction2).sqrt() + eps
     param.add_(grad / denom * -grad_step_size)
     param.add_(m / denom * -momentum_step_size)
@@ -201,9 +206,8 @@ def _nadam_fused(
             grad_step_size=(scalars["lr"] * (1 - mu) / (1 - mu_product)).unbind(),
             momentum_step_size=(scalars["lr"] * mu_next / (1 - mu_product * mu_next)).unbind(),
             bias_correction2=(1 - scalars["beta2"] ** t).unbind(),
-            decoupled=decoupled_weight_decay and weight_decay != 0,
-            l2=not decoupled_weight_decay and weight_decay != 0,
             maximize=maximize,
+            **_decay_flags(decoupled_weight_decay, weight_decay),
             **scalars,
         )
 
