@@ -2,7 +2,7 @@
 
 Each chapter notebook is in ``_toc.yml``, stored without outputs, runs in Colab
 (its first cell installs optlib only when it is missing), and has the parts every
-chapter has: an algorithm box (all but chapters 1 and 12), at least three exercises, and
+chapter has: an algorithm box (all but chapters 1 and 13), at least three exercises, and
 citations of entries that exist in ``references.bib``.
 
 Solutions form: chapters/NN_slug.ipynb holds each {exercise} (with its :label:) ending in a link
@@ -360,8 +360,8 @@ def test_directives_with_code_inside_use_a_longer_fence(notebook):
 
 def test_chapter_has_an_algorithm_box(notebook):
     path, nb = notebook
-    if _chapter_number(path) in (1, 12):
-        pytest.skip("chapters 1 and 12 present no new update rule")  # 13 has LAMB's
+    if _chapter_number(path) in (1, 13):
+        pytest.skip("chapters 1 and 13 present no new update rule")  # 14 has LAMB's
     boxes = _directives(_markdown(nb), "prf:algorithm")
     assert boxes, f"{path.name}: no ```{{prf:algorithm}} box with the update rule"
     assert all(options.get("label") for _, options in boxes), f"{path.name}: every algorithm box needs a :label:"
