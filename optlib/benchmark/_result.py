@@ -1,4 +1,4 @@
-"""Loading saved benchmark results, and the tables and figures chapter 12 shows."""
+"""Loading saved benchmark results, and the tables and figures chapter 13 shows."""
 
 from __future__ import annotations
 

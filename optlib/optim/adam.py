@@ -53,7 +53,7 @@ def _adam_single_tensor(
     nesterov: bool,
     maximize: bool,
 ) -> None:
-    """One Adam-family step, one parameter at a time: the update as chapters 9-11 write it.
+    """One Adam-family step, one parameter at a time: the update as chapters 9-12 write it.
 
     ``max_exp_avg_sqs`` is aligned with ``params`` when ``amsgrad`` is set and
     empty otherwise.
