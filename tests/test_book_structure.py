@@ -208,6 +208,40 @@ def test_first_code_cell_installs_optlib_only_when_missing(notebook):
     )
 
 
+def test_colab_cell_is_removed_from_the_website(notebook):
+    path, nb = notebook
+    for candidate in (path, _companion(path)):
+        if not candidate.is_file():
+            continue
+        first = next(c for c in _load(candidate)["cells"] if c["cell_type"] == "code")
+        # Jupyter Book drops cells tagged remove-cell; the notebook keeps it for Colab.
+        assert "remove-cell" in first["metadata"].get("tags", []), (
+            f"{candidate.name}: tag the Colab install cell `remove-cell`, the website has no use for it"
+        )
+
+
+def test_boxes_and_exercises_render_in_plain_markdown(notebook):
+    """Colab renders CommonMark + maths, no MyST: a ```-fenced directive shows as a code block,
+    its maths as raw TeX. A :::-fenced one shows its fence lines as text and its body, maths
+    included, rendered."""
+    from markdown_it import MarkdownIt
+
+    path, nb = notebook
+    for candidate in (path, _companion(path)):
+        if not candidate.is_file():
+            continue
+        parser = MarkdownIt("commonmark")
+        for cell in _load(candidate)["cells"]:
+            if cell["cell_type"] != "markdown":
+                continue
+            for token in parser.parse("".join(cell["source"])):
+                name = re.match(r"\{([\w:-]+)\}", token.info) if token.type == "fence" else None
+                assert not (name and name.group(1) in ("prf:algorithm", "exercise")), (
+                    f"{candidate.name}: open {{{name.group(1)}}} with ::: (colon fence), not ```: "
+                    "in Colab a ```-fenced box is a code block and its maths stays raw TeX"
+                )
+
+
 def _exercise_labels(nb: dict) -> list[str]:
     return [options.get("label") for _, options in _directives(_markdown(nb), "exercise")]
 
