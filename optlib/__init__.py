@@ -27,6 +27,7 @@ _SUBMODULES = (
     "device",  # device choice and quick/full experiment size
     "data",  # data sets with no download, checksummed files
     "models",  # the small networks the experiments train
+    "schedules",  # warm-up + cosine learning-rate schedule
     "training",  # the training loop with progress bar and divergence detection
     "results",  # saved GPU results under data/results/
     "experiment",  # a chapter's closing experiment: optimizers compared on a model
