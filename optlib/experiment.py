@@ -96,6 +96,16 @@ def _per_size(name: str, value, size: str):
     return value
 
 
+def _per_label(name: str, value, labels) -> dict:
+    """``value`` for every label, or, when it is a dict keyed by label, each label's entry (``None`` if absent)."""
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - set(labels))
+        if unknown:
+            raise ValueError(f"Invalid {name}: keys {unknown} are not optimizer labels; use some of {list(labels)}")
+        return {label: value.get(label) for label in labels}
+    return dict.fromkeys(labels, value)
+
+
 def _optimizer_factory(label: str, spec):
     """``(cls, kwargs)``, a class, or any callable ``params -> optimizer``."""
     if isinstance(spec, tuple):
@@ -238,6 +248,7 @@ def compare_optimizers(
     loss_fn: Callable | None = None,
     scheduler=None,
     scheduler_step: str = "epoch",
+    clip_grad_norm=None,
     eval_every: int | None = None,
     device=None,
     save: bool | None = None,
@@ -257,13 +268,18 @@ def compare_optimizers(
         batch_size: int, ``None`` (full batch), or a dict per size.
         seeds: list of seeds, or a dict per size (default ``DEFAULT_SEEDS``: 1 seed, 5 at full size).
         size: ``"tiny"``, ``"quick"`` or ``"full"``; default :func:`~optlib.device.experiment_size`.
-        scheduler: a callable ``optimizer -> scheduler``, built fresh for every run.
+        scheduler: a callable ``optimizer -> scheduler``, built fresh for every run, or a dict
+            label -> such a callable (labels it leaves out run without a scheduler).
+        clip_grad_norm: clip the gradients' global norm to this value before every step, or a
+            dict label -> value (labels it leaves out are not clipped); default: no clipping.
         save: save the results (default: only at full size).
     """
     size = _check_size(size or experiment_size())
     if not isinstance(optimizers, Mapping) or not optimizers:
         raise ValueError("Invalid optimizers: it must be a non-empty dict label -> (OptimizerClass, kwargs)")
     factories = {label: _optimizer_factory(label, spec) for label, spec in optimizers.items()}
+    schedulers = _per_label("scheduler", scheduler, factories)
+    clips = _per_label("clip_grad_norm", clip_grad_norm, factories)
     seeds = list(_per_size("seeds", seeds if seeds is not None else DEFAULT_SEEDS, size))
     if not seeds:
         raise ValueError("Invalid seeds: []; give at least one seed")
@@ -290,6 +306,8 @@ def compare_optimizers(
         "language_model": language_model,
         "optimizers": {label: settings for label, (_, settings) in factories.items()},
     }
+    if any(clip is not None for clip in clips.values()):
+        config["clip_grad_norm"] = clips
     histories: dict[str, list[History]] = {label: [] for label in factories}
     runs = [(label, seed) for label in factories for seed in seeds]
     bar = tqdm(runs, desc=name, disable=not progress, unit="run")
@@ -310,7 +328,8 @@ def compare_optimizers(
                 max_steps=n_steps,
                 batch_size=batch_size,
                 eval_every=eval_every or max(1, n_steps // 10),
-                scheduler=scheduler,
+                scheduler=schedulers[label],
+                clip_grad_norm=clips[label],
                 **common,
             )
         else:
@@ -321,8 +340,9 @@ def compare_optimizers(
                 epochs=n_epochs,
                 batch_size=batch_size,
                 loss_fn=loss_fn,
-                scheduler=scheduler,
+                scheduler=schedulers[label],
                 scheduler_step=scheduler_step,
+                clip_grad_norm=clips[label],
                 max_steps=n_steps,
                 eval_every=eval_every,
                 **common,

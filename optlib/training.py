@@ -8,6 +8,10 @@ share the same step, divergence check, timing and progress bar (:class:`_Run`).
 A run *diverges* when a training loss is NaN or infinite, or grows beyond ``1e6`` times the
 first one. Training then stops, a :class:`TrainingDiverged` warning names the step and the
 learning rate, and ``history.diverged`` and ``history.message`` record it.
+
+With ``clip_grad_norm=c``, every step rescales the gradients so that their global norm (all
+parameters together) is at most ``c`` (Pascanu et al., 2013), with
+:func:`torch.nn.utils.clip_grad_norm_`, before the optimizer steps.
 """
 
 from __future__ import annotations
@@ -238,8 +242,10 @@ class _Run:
         desc,
         leave,
         history,
+        clip_grad_norm=None,
     ):
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.clip_grad_norm = clip_grad_norm
         self.scheduler_step = scheduler_step
         self.device = device
         self.steps_per_epoch = steps_per_epoch
@@ -260,6 +266,9 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         loss = compute_loss()
         loss.backward()
+        if self.clip_grad_norm is not None:
+            # One global norm over all parameters, as Pascanu et al. clip: the direction is kept.
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
         lr = _current_lr(self.optimizer)
         self.optimizer.step()
         if self.scheduler is not None and self.scheduler_step == "step":
@@ -348,6 +357,20 @@ def _cuda_indices(device: torch.device) -> list[int]:
     return [device.index if device.index is not None else torch.cuda.current_device()]
 
 
+def _check_clip(clip_grad_norm):
+    if clip_grad_norm is None:
+        return None
+    if (
+        isinstance(clip_grad_norm, bool)
+        or not isinstance(clip_grad_norm, (int, float))
+        or not 0 < clip_grad_norm < math.inf
+    ):
+        raise ValueError(
+            f"Invalid clip_grad_norm: {clip_grad_norm!r}; clip_grad_norm must be a finite number > 0, or None"
+        )
+    return float(clip_grad_norm)
+
+
 def _check_common(scheduler_step, seed):
     if scheduler_step not in ("epoch", "step"):
         raise ValueError(f"Invalid scheduler_step: {scheduler_step!r}; scheduler_step must be 'epoch' or 'step'")
@@ -368,6 +391,7 @@ def train(
     loss_fn: Callable | None = None,
     scheduler=None,
     scheduler_step: str = "epoch",
+    clip_grad_norm: float | None = None,
     max_steps: int | None = None,
     eval_every: int | None = None,
     device=None,
@@ -386,6 +410,8 @@ def train(
             mean squared error for float targets.
         scheduler: a learning-rate scheduler, or a callable ``optimizer -> scheduler``;
             stepped after every epoch or, with ``scheduler_step="step"``, after every step.
+        clip_grad_norm: if given, the gradients' global norm is clipped to at most this value
+            before every optimizer step (``torch.nn.utils.clip_grad_norm_``).
         max_steps: stop after this many optimizer steps, even within an epoch.
         eval_every: evaluate on the validation set every this many steps (default: at each epoch's end).
         device: where to train (default :func:`~optlib.device.pick_device`); model and data move there.
@@ -397,6 +423,7 @@ def train(
     max_steps = _check_positive("max_steps", max_steps, allow_none=True)
     eval_every = _check_positive("eval_every", eval_every, allow_none=True)
     _check_common(scheduler_step, seed)
+    clip_grad_norm = _check_clip(clip_grad_norm)
     if not isinstance(data, DataSplits):
         raise ValueError(
             f"Invalid data: {type(data).__name__}; data must be an optlib.data.DataSplits "
@@ -420,6 +447,7 @@ def train(
         "eval_every": eval_every,
         "scheduler": type(scheduler).__name__ if scheduler else None,
         "scheduler_step": scheduler_step,
+        "clip_grad_norm": clip_grad_norm,
     }
     history = _new_history(optimizer, seed, device, config)
 
@@ -442,6 +470,7 @@ def train(
             desc or type(optimizer).__name__,
             leave,
             history,
+            clip_grad_norm,
         )
         model.train()
         try:
@@ -479,6 +508,7 @@ def train_language_model(
     eval_every: int = 100,
     eval_batches: int = 20,
     scheduler=None,
+    clip_grad_norm: float | None = None,
     device=None,
     seed: int = 0,
     progress: bool = True,
@@ -493,13 +523,15 @@ def train_language_model(
     the mean over ``eval_batches`` batches of validation windows; the same windows are
     used at every evaluation, so the curve measures the model and not the draw.
     ``epoch`` in the history counts passes over the training characters. A ``scheduler``
-    is stepped after every optimizer step.
+    is stepped after every optimizer step. With ``clip_grad_norm``, the gradients' global norm is
+    clipped to at most that value before every step.
     """
     max_steps = _check_positive("max_steps", max_steps)
     batch_size = _check_positive("batch_size", batch_size)
     eval_every = _check_positive("eval_every", eval_every)
     eval_batches = _check_positive("eval_batches", eval_batches)
     _check_common("step", seed)
+    clip_grad_norm = _check_clip(clip_grad_norm)
     if not isinstance(data, TextData):
         raise ValueError(f"Invalid data: {type(data).__name__}; data must be an optlib.data.TextData")
     device = torch.device(device) if device is not None else pick_device()
@@ -517,6 +549,7 @@ def train_language_model(
         "eval_batches": eval_batches,
         "scheduler": type(scheduler).__name__ if scheduler else None,
         "scheduler_step": "step",
+        "clip_grad_norm": clip_grad_norm,
     }
     history = _new_history(optimizer, seed, device, config)
 
@@ -550,6 +583,7 @@ def train_language_model(
             desc or type(optimizer).__name__,
             leave,
             history,
+            clip_grad_norm,
         )
         model.train()
         try:

@@ -84,9 +84,29 @@ def test_diverged_runs_are_counted_not_averaged(results_dir):
     assert row["diverged"] == 2 and math.isnan(row["val_loss_mean"])
 
 
+def test_scheduler_and_clipping_per_label():
+    halve = lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)  # noqa: E731
+    result = run(
+        optimizers={"plain": OPTIMIZERS["SGD"], "scheduled": OPTIMIZERS["SGD"], "clipped": OPTIMIZERS["SGD"]},
+        scheduler={"scheduled": halve},
+        clip_grad_norm={"clipped": 1e-3},
+        seeds={"tiny": [0]},
+    )
+    plain, scheduled, clipped = (result.histories[label][0] for label in ("plain", "scheduled", "clipped"))
+    assert plain.epochs["lr"] == [0.1, 0.1] and scheduled.epochs["lr"] == [0.1, 0.05]
+    assert plain.config["clip_grad_norm"] is None and clipped.config["clip_grad_norm"] == 1e-3
+    assert clipped.epochs["lr"] == [0.1, 0.1] and clipped.step_loss[1:] != plain.step_loss[1:]
+    assert result.config["clip_grad_norm"] == {"plain": None, "scheduled": None, "clipped": 1e-3}
+    everyone = run(clip_grad_norm=1e-3, seeds={"tiny": [0]})
+    assert all(runs[0].config["clip_grad_norm"] == 1e-3 for runs in everyone.histories.values())
+
+
 @pytest.mark.parametrize(
     "kwargs, name",
     [
+        ({"clip_grad_norm": {"Adamm": 1.0}}, "clip_grad_norm"),
+        ({"clip_grad_norm": -1.0}, "clip_grad_norm"),
+        ({"scheduler": {"sgd": lambda opt: None}}, "scheduler"),
         ({"size": "medium"}, "size"),
         ({"optimizers": {}}, "optimizers"),
         ({"optimizers": {"x": (torch.optim.SGD,)}}, "optimizers"),

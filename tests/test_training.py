@@ -152,6 +152,76 @@ def test_language_model_training_records_and_repeats():
     assert history.step_loss == run().step_loss
 
 
+def test_clip_grad_norm_limits_each_step_to_lr_times_c():
+    # Plain SGD moves the parameters by lr * g; clipped, by lr * g * min(1, c / ||g||) over all
+    # parameters together, so every step's length is exactly lr * c while ||g|| > c.
+    data = make_regression(n_samples=100, n_features=5, noise=0.0, seed=0)
+    lr, c = 0.1, 1e-3
+    model = LinearModel(5, seed=0)
+    snapshots = []
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    original_step = optimizer.step
+
+    def recording_step(*args, **kwargs):
+        snapshots.append(torch.cat([p.detach().flatten().clone() for p in model.parameters()]))
+        norm = torch.cat([p.grad.flatten() for p in model.parameters()]).norm()
+        assert norm == pytest.approx(c, rel=1e-5)  # the loop clipped before the step
+        return original_step(*args, **kwargs)
+
+    optimizer.step = recording_step
+    history = train(model, optimizer, data, epochs=5, batch_size=None, clip_grad_norm=c, progress=False)
+    snapshots.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    lengths = [(b - a).norm().item() for a, b in zip(snapshots, snapshots[1:])]
+    # float32 parameters of size ~0.5 resolve a difference of 1e-4 to about 1e-3 relative
+    assert len(lengths) == 5 and lengths == pytest.approx([lr * c] * 5, rel=1e-3)
+    assert history.config["clip_grad_norm"] == c
+    unclipped = train(
+        LinearModel(5, seed=0),
+        functools.partial(torch.optim.SGD, lr=lr),
+        data,
+        epochs=5,
+        batch_size=None,
+        progress=False,
+    )
+    assert unclipped.config["clip_grad_norm"] is None
+    assert unclipped.step_loss[-1] < history.step_loss[-1]  # the clipped run moved far less
+
+
+def test_clip_grad_norm_in_the_language_model_loop():
+    text = load_shakespeare(block_size=16)
+
+    def run(clip):
+        model = CharTransformer(text.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16, seed=0)
+        return train_language_model(
+            model,
+            torch.optim.AdamW(model.parameters(), lr=1e-2),
+            text,
+            max_steps=5,
+            batch_size=8,
+            eval_every=5,
+            eval_batches=1,
+            clip_grad_norm=clip,
+            progress=False,
+        )
+
+    clipped, free, loose = run(1e-3), run(None), run(1e6)
+    assert clipped.config["clip_grad_norm"] == 1e-3 and free.config["clip_grad_norm"] is None
+    assert loose.step_loss == free.step_loss  # a threshold above every gradient norm changes nothing
+    # Adam's step hardly depends on the gradient's scale, but clipping also shrinks it next to eps: the runs differ.
+    assert clipped.step_loss[0] == free.step_loss[0] and clipped.step_loss[1:] != free.step_loss[1:]
+
+
+@pytest.mark.parametrize("clip", [0, -1.0, math.inf, math.nan, True, "1"])
+def test_bad_clip_grad_norm_names_itself(digits, clip):
+    model = MLP(64, hidden=(4,), seed=0)
+    with pytest.raises(ValueError, match="clip_grad_norm"):
+        train(model, torch.optim.SGD(model.parameters(), lr=0.1), digits, clip_grad_norm=clip, progress=False)
+    text = load_shakespeare(block_size=8)
+    lm = CharTransformer(text.vocab_size, block_size=8, n_layer=1, n_head=1, n_embd=8, seed=0)
+    with pytest.raises(ValueError, match="clip_grad_norm"):
+        train_language_model(lm, torch.optim.SGD(lm.parameters(), lr=0.1), text, clip_grad_norm=clip, progress=False)
+
+
 @pytest.mark.parametrize(
     "kwargs, name",
     [
