@@ -13,9 +13,9 @@ Where the data come from:
   bag-of-words set with Zipf-distributed word frequencies.
 
 Every shipped file is listed with its sha256 in ``data/MANIFEST.json`` and checked on load.
-``data/`` is found next to the ``optlib`` package; set ``OPTLIB_DATA`` to use another copy.
-In Colab, where ``pip`` installs the package without the repository, the repository's
-``data/`` folder is fetched once into ``~/.cache/optlib`` (see :func:`data_dir`).
+The wheel carries ``data/`` as ``optlib/_data/``, so an install without the repository (Colab's
+``pip install`` from git, a wheel) has the data; in a clone ``data/`` beside the package is used.
+Set ``OPTLIB_DATA`` to use another copy (see :func:`data_dir`).
 
 Two ways to iterate over mini-batches:
 
@@ -33,7 +33,6 @@ import hashlib
 import json
 import os
 import random
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -216,73 +215,37 @@ class TextData:
 
 
 def data_dir() -> Path:
-    """The folder holding the shipped data.
+    """The folder holding the shipped data (and, under ``results/``, the saved results).
 
-    ``$OPTLIB_DATA`` if set, else ``data/`` beside the package (a clone of the
-    course repository). In Colab, where ``pip`` installs optlib without the
-    repository, the repository's ``data/`` folder is fetched once into a cache:
-    that is the only place optlib ever downloads anything, and never in tests.
+    In order: ``$OPTLIB_DATA`` if set; the copy inside the installed package
+    (``optlib/_data/``: the wheel, and so ``pip install`` from git as in Colab, carries
+    ``data/``); the repository's ``data/`` beside the package (a clone, or an editable
+    install). optlib never downloads data.
     """
     override = os.environ.get(_DATA_ENV)
     if override:
         return Path(override).expanduser()
-    shipped = _shipped_data_dir()
-    if shipped.is_dir() or not _in_colab():
-        return shipped
-    return _repository_data_copy()
+    packaged, repository = _packaged_data_dir(), _repository_data_dir()
+    for candidate in (packaged, repository):
+        if (candidate / _MANIFEST).is_file():
+            return candidate
+    # Neither holds the manifest: name the copy that should be there, so the error points at it.
+    return packaged if packaged.is_dir() else repository
 
 
-def _shipped_data_dir() -> Path:
+def _packaged_data_dir() -> Path:
+    return Path(__file__).resolve().parent / "_data"
+
+
+def _repository_data_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "data"
-
-
-def _in_colab() -> bool:
-    return "google.colab" in sys.modules
-
-
-_COLAB_CACHE = Path.home() / ".cache" / "optlib"
-
-
-def _repository_data_copy(cache: Path | None = None) -> Path:
-    """``data/`` from the course repository's archive of ``main``, extracted once into ``cache``.
-
-    The files are then checked against ``MANIFEST.json`` like any shipped copy.
-    """
-    cache = _COLAB_CACHE if cache is None else cache
-    target = cache / "data"
-    if (target / _MANIFEST).is_file():
-        return target
-    import io
-    import tarfile
-    import urllib.request
-
-    url = f"{_REPOSITORY}/archive/refs/heads/main.tar.gz"
-    print(f"optlib: fetching the course's data/ folder from {url} (once, into {target})")
-    with urllib.request.urlopen(url, timeout=120) as response:
-        archive = tarfile.open(fileobj=io.BytesIO(response.read()), mode="r:gz")
-    with archive:
-        members = []
-        for member in archive.getmembers():
-            # GitHub archives hold one top folder (<repo>-main/); keep only its data/ subtree.
-            parts = member.name.split("/", 1)
-            if len(parts) == 2 and parts[1].startswith("data/") and (member.isfile() or member.isdir()):
-                member.name = parts[1]
-                members.append(member)
-        if not members:
-            raise FileNotFoundError(f"{url} has no data/ folder; set {_DATA_ENV} to a copy of the course's data/")
-        cache.mkdir(parents=True, exist_ok=True)
-        # The "data" filter refuses links and paths outside cache (Python >= 3.11.4 has it).
-        extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        archive.extractall(cache, members=members, **extra)
-    return target
 
 
 def _where_to_get(relative_path: str) -> str:
     return (
-        f"Restore it with `git checkout -- data/{relative_path}` in the course repository, "
-        f"or copy data/{relative_path} from {_REPOSITORY}. optlib looks for data in {data_dir()}; "
-        f"where optlib is installed without the repository (e.g. in Colab), clone the repository "
-        f"and set {_DATA_ENV}=<clone>/data."
+        f"Restore it with `git checkout -- data/{relative_path}` in the course repository, or reinstall "
+        f"optlib (its package carries data/ as optlib/_data/), or copy data/{relative_path} from {_REPOSITORY}. "
+        f"optlib looks for data in {data_dir()}; set {_DATA_ENV} to another copy of the course's data/ folder."
     )
 
 

@@ -4,8 +4,10 @@ A chapter runs its closing experiment at full size on a GPU once, saves the numb
 :func:`save_results`, and from then on every reader sees them (with :func:`results_note`
 saying where they came from) next to the quick run their own machine can afford.
 
-``RESULTS_DIR`` is ``data/results/`` beside the package; set ``OPTLIB_RESULTS`` to write
-and read elsewhere (the tests do).
+``RESULTS_DIR`` is the ``results/`` folder of :func:`optlib.data.data_dir` (``data/results/`` in a
+clone, ``optlib/_data/results/`` in an installed wheel, ``$OPTLIB_DATA/results`` if that is set);
+set ``OPTLIB_RESULTS`` to write and read elsewhere (the tests do). A name with no saved file
+gives ``None`` from :func:`load_results`, so a chapter says none are saved instead of failing.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def results_dir() -> Path:
-    """Where results live: ``$OPTLIB_RESULTS`` if set, else ``data/results/`` beside the package."""
+    """Where results live: ``$OPTLIB_RESULTS`` if set, else the ``results/`` folder of :func:`optlib.data.data_dir`."""
     override = os.environ.get(_RESULTS_ENV)
     if override:
         return Path(override).expanduser()

@@ -64,65 +64,33 @@ def test_unknown_file_is_rejected():
         D.verify_file("mnist/train-images-idx3-ubyte.gz")
 
 
-def _archive_of(files: dict[str, bytes]) -> bytes:
-    """A .tar.gz laid out like GitHub's archive of a branch: one top folder."""
-    import io
-    import tarfile
-
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, content in files.items():
-            info = tarfile.TarInfo(f"optimization-for-deep-learning-main/{name}")
-            info.size = len(content)
-            archive.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
-
-
-def test_data_is_fetched_from_the_repository_only_in_colab(tmp_path, monkeypatch):
-    import sys
-    import types
-
+def test_data_dir_prefers_the_packaged_copy_then_the_repository(tmp_path, monkeypatch):
     monkeypatch.delenv("OPTLIB_DATA", raising=False)
-    missing = tmp_path / "site-packages-data"  # pip installed optlib without the repository
-    monkeypatch.setattr(D, "_shipped_data_dir", lambda: missing)
-    fetched = tmp_path / "cache" / "data"
-    monkeypatch.setattr(D, "_repository_data_copy", lambda: fetched)
+    packaged = tmp_path / "site-packages" / "optlib" / "_data"  # a wheel install
+    repository = tmp_path / "clone" / "data"  # a clone or an editable install
+    monkeypatch.setattr(D, "_packaged_data_dir", lambda: packaged)
+    monkeypatch.setattr(D, "_repository_data_dir", lambda: repository)
 
-    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
-    assert D.data_dir() == missing, "outside Colab nothing is fetched; the missing-file error says what to do"
-    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
-    assert D.data_dir() == fetched
-    missing.mkdir()
-    assert D.data_dir() == missing, "a repository checkout is used when there is one, Colab or not"
+    assert D.data_dir() == repository, "with no copy anywhere, the error names the repository's data/"
+    repository.mkdir(parents=True)
+    (repository / "MANIFEST.json").write_text('{"files": {}}')
+    assert D.data_dir() == repository
+    packaged.mkdir(parents=True)
+    assert D.data_dir() == repository, "only a folder with its manifest is a copy of the data"
+    (repository / "MANIFEST.json").unlink()
+    assert D.data_dir() == packaged, "with no manifest anywhere, the error names the packaged copy"
+    (packaged / "MANIFEST.json").write_text('{"files": {}}')
+    assert D.data_dir() == packaged
+    (repository / "MANIFEST.json").write_text('{"files": {}}')
+    assert D.data_dir() == packaged, "an installed wheel uses its own copy, whatever sits beside site-packages"
+    monkeypatch.setenv("OPTLIB_DATA", str(tmp_path / "mine"))
+    assert D.data_dir() == tmp_path / "mine"
 
 
-def test_repository_data_copy_extracts_only_data_and_caches_it(tmp_path, monkeypatch):
-    import io
-    import urllib.request
-
-    archive = _archive_of(
-        {
-            "data/MANIFEST.json": b'{"files": {}}',
-            "data/results/x.json": b"{}",
-            "optlib/__init__.py": b"",
-            "README.md": b"readme",
-        }
-    )
-    opened = []
-
-    def fake_urlopen(url, timeout):
-        opened.append(url)
-        return io.BytesIO(archive)
-
-    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
-    target = D._repository_data_copy(cache=tmp_path)
-    assert target == tmp_path / "data"
-    assert (target / "MANIFEST.json").read_bytes() == b'{"files": {}}'
-    assert (target / "results" / "x.json").is_file()
-    assert not (tmp_path / "optlib").exists() and not (tmp_path / "README.md").exists()
-    assert opened == ["https://github.com/optdl-course/optimization-for-deep-learning/archive/refs/heads/main.tar.gz"]
-    D._repository_data_copy(cache=tmp_path)
-    assert len(opened) == 1, "the copy is fetched once, then read from the cache"
+def test_data_dir_in_this_checkout_is_the_repository_data(monkeypatch):
+    # The tests run against a clone (editable install): its data/ is the one the other tests check.
+    monkeypatch.delenv("OPTLIB_DATA", raising=False)
+    assert D.data_dir() == DATA
 
 
 def test_digits_shapes_scaling_and_seeded_split():
