@@ -1,26 +1,29 @@
 """Sliders that teach: live in Jupyter and Colab, precomputed on the website.
 
-:func:`explore` shows a drawing as a function of a few hyperparameters in two
-forms:
+:func:`explore` shows a drawing as a function of a few hyperparameters in one of
+three forms, chosen by where it runs:
 
 1. **Live controls** (ipywidgets ``SelectionSlider`` s and ``interactive_output``)
-   that redraw when a slider moves. They need a running kernel.
+   that redraw when a slider moves, shown in a running IPython kernel (Jupyter,
+   Colab, VS Code). They cost one drawing until a slider moves.
 2. **A precomputed player** (:func:`player`): the drawing rendered once per value
    of the *first* slider (the others at their defaults), embedded as PNG frames
    in a small self-contained HTML block with an ``<input type="range">`` and a
    few lines of inline JavaScript to switch frames. No CDN, no external script:
    it works on the static website, offline. Without JavaScript the first frame
-   still shows.
+   still shows. It is made only in static mode.
+3. **One drawing** at the start values, anywhere else (a script, a test):
+   nothing there can move a slider or play a player, and the drawing still runs
+   ``draw`` once, so a broken one fails.
 
 **Static mode.** The book is built by myst-nb, which, as soon as a notebook's
 outputs contain an ipywidgets view, adds require.js and the widget manager from
-a CDN to the page; the website must work offline. So the live controls are
-skipped when the environment variable ``OPTLIB_STATIC`` is set to anything but
-``""``, ``"0"``, ``"false"`` or ``"no"``: the book build and the notebook tests
-set ``OPTLIB_STATIC=1``, and then only the player is shown. Otherwise the live
-controls are shown whenever an IPython kernel is running (Jupyter, Colab,
-VS Code); in a plain Python process (a script, pytest) there is nothing to
-drive them, so they are skipped there too. The player is always shown.
+a CDN to the page; the website must work offline, and a page cannot run a
+kernel. So when the environment variable ``OPTLIB_STATIC`` is set to anything
+but ``""``, ``"0"``, ``"false"`` or ``"no"``, only the player is shown, kernel
+or not. The book build (``_ext/course_site.py``) and the notebook tests set
+``OPTLIB_STATIC=1``. A reader's kernel does not: there the live controls alone
+are shown, and the player's frames (one drawing per value) are never computed.
 """
 
 from __future__ import annotations
@@ -183,12 +186,7 @@ def _live_controls(draw, sliders: Mapping[str, list], defaults: Mapping[str, obj
     }
 
     def redraw(**values):
-        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-        try:
-            draw(ax, **values)
-            display(fig)
-        finally:
-            plt.close(fig)
+        _show_drawing(draw, values, figsize, None)  # the title is the box's heading
 
     output = widgets.interactive_output(redraw, controls)
     children = [widgets.HTML(f"<b>{html.escape(title)}</b>")] if title else []
@@ -217,11 +215,12 @@ def explore(
         optlib.explore(draw, lr=[0.01, 0.05, 0.1, 0.2], momentum=[0.0, 0.5, 0.9])
 
     Every slider starts at ``defaults[name]`` if given, else at its first value.
-    The precomputed player steps through the *first* slider's values with the
+    What is shown depends on where it runs (see the module docstring): the live
+    controls in a kernel; in static mode (``OPTLIB_STATIC=1``, the website) the
+    precomputed player, which steps through the *first* slider's values with the
     others at their start values (so choose the slider order, and keep the first
-    one short: at most :data:`MAX_PLAYER_FRAMES` values, about 12 is plenty).
-    The live controls are shown only in a running kernel without
-    ``OPTLIB_STATIC`` (see the module docstring). ``title`` heads both.
+    one short: at most :data:`MAX_PLAYER_FRAMES` values, about 12 is plenty);
+    elsewhere one drawing at the start values. ``title`` heads each of them.
     """
     if not callable(draw):
         raise ValueError("draw must be a callable draw(ax, **values)")
@@ -242,18 +241,49 @@ def explore(
     if missing:
         raise ValueError(f"draw must accept the slider arguments; it lacks {', '.join(missing)}")
 
-    if not static_mode() and _in_kernel():
+    first = next(iter(sliders))
+    if len(sliders[first]) > MAX_PLAYER_FRAMES:
+        # Checked in every mode, so a notebook that works live also builds into the website.
+        raise ValueError(
+            f"{first} (the first slider, which the website's player steps through) must hold 1 to "
+            f"{MAX_PLAYER_FRAMES} values, got {len(sliders[first])}"
+        )
+
+    if static_mode():
+        display(_static_player(draw, sliders, start, figsize, title))
+        return
+    if _in_kernel():
         try:
             box = _live_controls(draw, sliders, start, figsize, title)
-        except ImportError:
-            box = None  # no ipywidgets: the player alone still teaches
-        if box is not None:
-            display(box)
+        except ImportError:  # no ipywidgets: the player alone still teaches
+            display(_static_player(draw, sliders, start, figsize, title))
+            return
+        display(box)
+        return
+    _show_drawing(draw, start, figsize, title)
 
+
+def _new_axes(figsize):
+    return plt.subplots(figsize=figsize, layout="constrained")
+
+
+def _show_drawing(draw, values: Mapping[str, object], figsize, title):
+    """Display ``draw`` at ``values`` once, then close it so no backend shows it a second time."""
+    fig, ax = _new_axes(figsize)
+    try:
+        draw(ax, **values)
+        if title:
+            fig.suptitle(title)
+        display(fig)
+    finally:
+        plt.close(fig)
+
+
+def _static_player(draw, sliders: Mapping[str, list], start: Mapping[str, object], figsize, title):
     first = next(iter(sliders))
 
     def make_figure(value):
-        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+        fig, ax = _new_axes(figsize)
         try:
             draw(ax, **{**start, first: value})
         except BaseException:
@@ -261,4 +291,4 @@ def explore(
             raise
         return fig
 
-    display(player(make_figure, sliders[first], name=first, title=title, start=start[first]))
+    return player(make_figure, sliders[first], name=first, title=title, start=start[first])

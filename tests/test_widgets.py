@@ -1,8 +1,9 @@
-"""Sliders: the offline player, and the live controls that only appear with a kernel."""
+"""Sliders: the offline player in static mode, the live controls alone in a kernel, one drawing elsewhere."""
 
 from __future__ import annotations
 
 import re
+import sys
 
 import matplotlib
 
@@ -85,12 +86,10 @@ def test_player_bad_input(values, kwargs, argument):
         widgets.player(lambda v: plt.figure(), values, name="v", **kwargs)
 
 
-@pytest.mark.parametrize("static", ["1", None])
-def test_explore_shows_the_player_over_the_first_slider(monkeypatch, shown, static):
-    if static is None:
-        monkeypatch.delenv("OPTLIB_STATIC", raising=False)
-    else:
-        monkeypatch.setenv("OPTLIB_STATIC", static)
+@pytest.mark.parametrize("in_kernel", [False, True])
+def test_static_mode_shows_only_the_player_over_the_first_slider(monkeypatch, shown, in_kernel):
+    monkeypatch.setenv("OPTLIB_STATIC", "1")
+    monkeypatch.setattr(widgets, "_in_kernel", lambda: in_kernel)
     calls = []
 
     def draw(ax, slope, offset):
@@ -98,12 +97,38 @@ def test_explore_shows_the_player_over_the_first_slider(monkeypatch, shown, stat
         draw_line(ax, slope, offset)
 
     widgets.explore(draw, slope=[0.5, 1.0, 1.5, 2.0], offset=[0.0, 1.0], title="Lines", defaults={"offset": 1.0})
-    assert len(shown) == 1, "no kernel here: only the player is shown"
+    assert len(shown) == 1, "static mode: the player alone, no ipywidgets view even in a kernel"
     html = shown[0].data
     assert len(frames_of(html)) == 4
     assert calls == [(0.5, 1.0), (1.0, 1.0), (1.5, 1.0), (2.0, 1.0)]
     assert "slope = 0.5" in html and "Lines" in html
     assert not re.search(r"https?://", html)
+
+
+def test_outside_a_kernel_and_static_mode_one_drawing_at_the_start_values(monkeypatch, shown):
+    monkeypatch.delenv("OPTLIB_STATIC", raising=False)
+    monkeypatch.setattr(widgets, "_in_kernel", lambda: False)
+    calls = []
+
+    def draw(ax, slope, offset):
+        calls.append((slope, offset))
+        draw_line(ax, slope, offset)
+
+    widgets.explore(draw, slope=[0.5, 1.0, 1.5], offset=[0.0, 1.0], title="Lines", defaults={"offset": 1.0})
+    assert calls == [(0.5, 1.0)], "no player is computed where nothing can play it"
+    (figure,) = shown
+    assert figure.axes[0].get_title() == "slope 0.5" and figure._suptitle.get_text() == "Lines"
+    assert not plt.get_fignums(), "the drawing is closed after it is shown"
+
+
+def test_first_slider_longer_than_a_player_fails_in_every_mode(monkeypatch, shown):
+    too_many = list(range(widgets.MAX_PLAYER_FRAMES + 1))
+    for static, in_kernel in [("1", False), ("", True), ("", False)]:
+        monkeypatch.setenv("OPTLIB_STATIC", static)
+        monkeypatch.setattr(widgets, "_in_kernel", lambda k=in_kernel: k)
+        with pytest.raises(ValueError, match=rf"slope \(the first slider.*1 to {widgets.MAX_PLAYER_FRAMES}"):
+            widgets.explore(draw_line, slope=too_many)
+    assert not shown
 
 
 def test_static_mode_switch(monkeypatch):
@@ -114,11 +139,18 @@ def test_static_mode_switch(monkeypatch):
     assert widgets.static_mode() is False
 
 
-def test_explore_shows_live_controls_in_a_kernel_unless_static(monkeypatch, shown):
+def test_a_kernel_shows_the_live_controls_alone(monkeypatch, shown):
     monkeypatch.setattr(widgets, "_in_kernel", lambda: True)
     monkeypatch.delenv("OPTLIB_STATIC", raising=False)
-    widgets.explore(draw_line, slope=[1.0, 2.0], offset=[0.0, 3.0], defaults={"offset": 3.0})
-    first_drawing, box, player_html = shown
+    calls = []
+
+    def draw(ax, slope, offset):
+        calls.append((slope, offset))
+        draw_line(ax, slope, offset)
+
+    widgets.explore(draw, slope=[1.0, 2.0], offset=[0.0, 3.0], defaults={"offset": 3.0})
+    first_drawing, box = shown
+    assert calls == [(1.0, 3.0)], "one drawing at the start values; no player frames are computed"
     import ipywidgets
 
     # interactive_output draws once at the start values, into its Output widget.
@@ -131,12 +163,16 @@ def test_explore_shows_live_controls_in_a_kernel_unless_static(monkeypatch, show
         ("slope", 1.0, (("1", 1.0), ("2", 2.0))),
         ("offset", 3.0, (("0", 0.0), ("3", 3.0))),
     ]
-    assert len(frames_of(player_html.data)) == 2
+    assert not any(isinstance(item, widgets.HTML) for item in shown), "no player next to the live controls"
 
-    shown.clear()
-    monkeypatch.setenv("OPTLIB_STATIC", "1")
-    widgets.explore(draw_line, slope=[1.0, 2.0])
-    assert len(shown) == 1 and not hasattr(shown[0], "children"), "static build: no ipywidgets view"
+
+def test_a_kernel_without_ipywidgets_falls_back_to_the_player(monkeypatch, shown):
+    monkeypatch.setattr(widgets, "_in_kernel", lambda: True)
+    monkeypatch.delenv("OPTLIB_STATIC", raising=False)
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # import ipywidgets raises ImportError
+    widgets.explore(draw_line, slope=[1.0, 2.0, 3.0])
+    (html,) = shown
+    assert len(frames_of(html.data)) == 3
 
 
 def test_moving_a_live_slider_redraws_with_its_value(shown):
