@@ -27,8 +27,11 @@ ruff check
 ruff format --check
 
 # Warnings are errors (-W, -n): a broken reference, citation or notebook fails here.
-# Start from an empty _build/html: pages of removed files must not linger.
+# Start from an empty _build/html: pages of removed files must not linger. The tests check
+# every notebook as this optlib runs it, so no output comes from the execution cache of an
+# earlier build (_config.yml: execute_notebooks: cache; scripts/serve.sh reuses it).
 jupyter-book clean .
+rm -rf _build/.jupyter_cache
 # The teachers' pages link to the student notebooks built here (clean empties _build/, so after it).
 python scripts/build_assignments.py
 jupyter-book build . --all -W -n --keep-going
