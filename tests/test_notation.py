@@ -278,7 +278,15 @@ DECORATIONS = {
     "mathring": "ring",
 }
 # Superscripts that name a different quantity; every other superscript is a power, a transpose or an inverse.
-NAMED_SUPERSCRIPTS = {r"\star": r"\star", "*": r"\star", r"\max": r"\max", r"\min": r"\min", r"\prime": "'", "'": "'"}
+NAMED_SUPERSCRIPTS = {
+    r"\star": r"\star",
+    "*": r"\star",
+    r"\max": r"\max",
+    r"\min": r"\min",
+    r"\infty": r"\infty",
+    r"\prime": "'",
+    "'": "'",
+}
 
 
 # Function names and words sometimes written in maths without \operatorname or \text.
@@ -426,10 +434,12 @@ def symbol_tokens(span: str) -> list[str]:
 
 
 def _split(token: str) -> tuple[str, str | None, str | None]:
-    """'\\hat m_t^\\max' -> ('\\hat m', 't', '\\max')."""
-    match = re.fullmatch(r"(?P<base>.+?)(?:_(?P<sub>\{.*\}|.))?(?:\^(?P<sup>.+))?", token)
-    sub = match["sub"]
-    return match["base"], (sub[1:-1] if sub and sub.startswith("{") else sub), match["sup"]
+    """'\\hat m_t^\\max' -> ('\\hat m', 't', '\\max'); braces around a subscript or superscript are dropped."""
+    match = re.fullmatch(r"(?P<base>.+?)(?:_(?P<sub>\{.*?\}|[^{^]))?(?:\^(?P<sup>.+))?", token)
+    sub, sup = match["sub"], match["sup"]
+    sub = sub[1:-1] if sub and sub.startswith("{") else sub
+    sup = sup[1:-1] if sup and sup.startswith("{") else sup
+    return match["base"], sub, sup
 
 
 def is_checked(token: str) -> bool:
@@ -449,15 +459,10 @@ def is_listed(token: str, listed: set[str]) -> bool:
     if token in listed:
         return True
     base, sub, sup = _split(token)
-    if sub is None and sup is None:
-        return any(_split(other)[0] == base for other in listed)
-    if sup is not None and sup != r"\star" and sup != "'" and is_listed(_token(base, sub, None), listed):
-        return False  # v_t^\max is a different quantity from v_t: it must be listed itself
     if sub is None:
-        return False
+        return sup is None and any(_split(other)[0] == base for other in listed)
     if "," in sub:
-        first = sub.split(",", 1)[0]
-        return is_listed(_token(base, first, sup), listed)
+        return is_listed(_token(base, sub.split(",", 1)[0], sup), listed)
     if re.fullmatch(r"\d", sub):
         return any(_token(base, index, sup) in listed for index in ("t", "i"))
     return False
