@@ -5,18 +5,60 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import OPTIMIZERS, PROBLEMS, BenchmarkResult, format_table, run_benchmark, save_benchmark
+from . import (
+    OPTIMIZERS,
+    PROBLEMS,
+    SCHEDULES,
+    SIZE_SETTINGS,
+    BenchmarkResult,
+    available_optimizers,
+    check_output,
+    format_table,
+    run_benchmark,
+    save_benchmark,
+)
+from ._result import result_name
+
+# What each size costs with every problem, optimizer and schedule, measured on a
+# 2-core x86-64 CPU (one thread per run), shared with other jobs, on 2026-11-29.
+COSTS = {
+    "tiny": "about 1 minute (measured); for tests and the chapter's live demo",
+    "quick": "about 25 minutes (measured: 26 min)",
+    "full": "days on a CPU (estimated from measured per-step times); meant for a GPU: hours",
+}
+
+
+def _schedule_help() -> str:
+    defaults = ", ".join(f"{size}: {' '.join(s['schedules'])}" for size, s in SIZE_SETTINGS.items())
+    return (
+        f"learning-rate schedules to run every optimizer with, each tuned on its own (from {', '.join(SCHEDULES)}; "
+        f"must include constant, the baseline; default per size: {defaults})"
+    )
 
 
 def main(argv=None) -> int:
     from optlib.device import SIZES, experiment_size
+    from optlib.results import results_dir
 
-    parser = argparse.ArgumentParser(prog="python -m optlib.benchmark", description=__doc__)
+    sizes = "; ".join(
+        f"{size}: {s['grid_points']}+{s['refine_points']} learning rates per optimizer and schedule, "
+        f"{s['seeds']} seeds, {COSTS[size]}"
+        for size, s in SIZE_SETTINGS.items()
+    )
+    parser = argparse.ArgumentParser(
+        prog="python -m optlib.benchmark",
+        description=__doc__,
+        epilog=f"Cost of a whole run (all problems, optimizers and schedules) on a 2-core CPU: {sizes}. "
+        f"Output: {results_dir()}/benchmark_<size>.json unless --out says otherwise; an existing file is "
+        f"never overwritten without --force. Peers (Adan, Schedule-Free, Muon) come with "
+        f"pip install 'optlib[benchmark]'.",
+    )
     parser.add_argument(
         "--size",
         choices=SIZES,
         default=None,
-        help="experiment size (default: optlib.experiment_size(), i.e. $OPTLIB_SIZE or the device)",
+        help="experiment size (default: optlib.experiment_size(), i.e. $OPTLIB_SIZE or the device); "
+        "what each costs is listed below",
     )
     parser.add_argument(
         "--problems",
@@ -34,20 +76,53 @@ def main(argv=None) -> int:
         metavar="OPTIMIZER",
         help=f"optimizers to run (default: all installed): {', '.join(OPTIMIZERS)}",
     )
-    parser.add_argument("--seeds", type=int, default=None, help="seeds for the reruns (default: per size)")
-    parser.add_argument("--out", default=None, help="JSON path (default: data/results/benchmark_<size>.json)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="how many fresh seeds (1..N) rerun each selected learning rate: a count, at least 2 "
+        "(a t-test needs two); default per size: "
+        + ", ".join(f"{size} {s['seeds']}" for size, s in SIZE_SETTINGS.items()),
+    )
+    parser.add_argument(
+        "--schedules", nargs="+", choices=SCHEDULES, default=None, metavar="SCHEDULE", help=_schedule_help()
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        metavar="PATH",
+        help=f"JSON file to write (default: {results_dir()}/benchmark_<size>.json, which the chapters read)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite an existing output file (never one that holds an optimizer this run lacks a package for)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     args = parser.parse_args(argv)
     size = args.size or experiment_size()
+    if args.seeds is not None and args.seeds < 2:
+        parser.error(f"argument --seeds: invalid value {args.seeds}; it is a count of seeds, at least 2")
+    out = args.out if args.out is not None else results_dir() / f"{result_name(size)}.json"
+    # Before any training: a refusal after an hour of runs would waste the hour.
+    _, skipped = available_optimizers(args.optimizers, verbose=False)
     try:
-        payload = run_benchmark(size, args.problems, args.optimizers, args.seeds, progress=not args.no_progress)
+        check_output(out, args.force, skipped)
+    except FileExistsError as err:
+        parser.error(str(err))
+    try:
+        payload = run_benchmark(
+            size, args.problems, args.optimizers, args.seeds, progress=not args.no_progress, schedules=args.schedules
+        )
     except ValueError as err:
         parser.error(str(err))
     result = BenchmarkResult(payload)
     for problem in result.problems:
-        print()
-        print(format_table(result, problem))
-    path = save_benchmark(payload, args.out)
+        for schedule in result.schedules:
+            print()
+            print(format_table(result, problem, schedule))
+    path = save_benchmark(payload, out, force=args.force)
     print(f"\nSaved {path} ({payload['wall_time']:.0f} s in all).")
     return 0
 

@@ -18,9 +18,16 @@ from torch import nn
 
 from ._optimizers import OptimizerSpec
 
-__all__ = ["BenchmarkProblem", "PROBLEMS"]
+__all__ = ["BenchmarkProblem", "PROBLEMS", "SCHEDULES", "make_scheduler"]
 
-CURVE_KEYS = ("step", "train_loss", "val_loss", "val_accuracy", "time")
+CURVE_KEYS = ("step", "train_loss", "val_loss", "val_accuracy", "time", "lr")
+
+# The learning-rate schedules every optimizer can be run with. "warmup_cosine" is the
+# AlgoPerf baseline's recipe (and nanoGPT's): linear warm-up over the first 5% of the
+# steps, then half a cosine down to 0 at the last step (optlib.warmup_cosine).
+SCHEDULES = ("constant", "warmup_cosine")
+WARMUP_FRACTION = 0.05
+FINAL_FRACTION = 0.0
 
 
 @dataclass(frozen=True)
@@ -39,33 +46,73 @@ class BenchmarkProblem:
     # test functions) are compared as log10: on the raw scale one unlucky seed's
     # spread hides a 10^4-fold difference in the typical run.
     log_scale: bool = False
+    # ``config -> model`` (seed 0) for the networks, so the benchmark can tell which
+    # optimizers apply (Muon needs a hidden matrix); ``None`` for a test function.
+    model_factory: Callable[[dict], nn.Module] | None = None
 
     def config(self, size: str) -> dict:
         if size not in self.sizes:
             raise ValueError(f"Invalid size: {size!r}; size must be one of {', '.join(self.sizes)}")
         return dict(self.sizes[size])
 
-    def run(self, size: str, spec: OptimizerSpec, lr: float, seed: int) -> dict:
-        """Train once; a dict with the curves, the final numbers and ``diverged``."""
+    def model(self, size: str) -> nn.Module | None:
+        """The network trained at ``size`` (seed 0), or ``None`` for a bare test function."""
+        if self.model_factory is None:
+            return None
+        return self.model_factory(self.config(size))
+
+    def not_applicable(self, size: str, spec: OptimizerSpec) -> str | None:
+        """Why ``spec`` cannot run on this problem (Muon without a hidden matrix), or ``None`` if it can."""
+        if spec.applies_to(self.model(size) if spec.hidden_matrices_only else None):
+            return None
+        what = "a bare test function" if self.model_factory is None else "a model"
+        return (
+            f"{spec.name} updates hidden weight matrices (2-D weights of nn.Linear layers other than the output "
+            f"layer) and {what} without any leaves it nothing to do; not run"
+        )
+
+    def run(self, size: str, spec: OptimizerSpec, lr: float, seed: int, schedule: str = "constant") -> dict:
+        """Train once; a dict with the curves, the final numbers and ``diverged``.
+
+        ``schedule`` is ``"constant"`` or ``"warmup_cosine"`` (:data:`SCHEDULES`):
+        linear warm-up over the first ``WARMUP_FRACTION`` of the steps, then cosine
+        decay to 0 at the last step, stepped once per optimizer step.
+        """
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise ValueError(f"Invalid lr: {lr!r}; lr must be a finite number > 0")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"Invalid schedule: {schedule!r}; schedule must be one of {', '.join(SCHEDULES)}")
         cfg = self.config(size)
+        if schedule != "constant":
+            cfg["schedule"] = schedule
         torch.manual_seed(seed)
         start = time.perf_counter()
         curves, diverged = self.runner(cfg, spec, lr, seed)
         wall = time.perf_counter() - start
-        final = {k: (curves[k][-1] if curves[k] else math.nan) for k in CURVE_KEYS if k != "step"}
+        final = {k: (curves[k][-1] if curves.get(k) else math.nan) for k in CURVE_KEYS if k not in ("step", "lr")}
         if diverged:
             final["val_loss"] = final["train_loss"] = math.inf
         return {
             "seed": seed,
             "lr": lr,
+            "schedule": schedule,
             "diverged": diverged,
             "wall_time": wall,
             "steps": cfg["steps"],
             "final": final,
             "curves": curves,
         }
+
+
+def make_scheduler(cfg: dict, optimizer):
+    """The learning-rate scheduler ``cfg["schedule"]`` asks for, or ``None`` for a constant rate."""
+    if cfg.get("schedule", "constant") == "constant":
+        return None
+    from optlib.schedules import warmup_cosine
+
+    steps = cfg["steps"]
+    warmup = max(1, round(WARMUP_FRACTION * steps))
+    return warmup_cosine(optimizer, warmup_steps=warmup, total_steps=steps, final_fraction=FINAL_FRACTION)
 
 
 # ----------------------------------------------------------------------------- functions
@@ -84,30 +131,38 @@ def _function_runner(make_function):
         x0 = start + cfg["start_noise"] * torch.randn(start.shape, generator=gen, dtype=start.dtype)
         x = x0.clone().requires_grad_(True)
         opt = spec.build([x], lr)
+        scheduler = make_scheduler(cfg, opt)
         _set_mode(opt, spec, train=True)
         curves = {k: [] for k in CURVE_KEYS}
-        t0 = time.perf_counter()
         with torch.no_grad():
             initial_gap = float(f(x0)) - f_min
+        t0, eval_seconds = time.perf_counter(), 0.0
         for step in range(1, cfg["steps"] + 1):
             opt.zero_grad(set_to_none=True)
             loss = f(x)
             loss.backward()
+            step_lr = opt.param_groups[0]["lr"]
             opt.step()
+            if scheduler is not None:
+                scheduler.step()
             if step % cfg["eval_every"] == 0 or step == cfg["steps"]:
+                eval_start = time.perf_counter()
                 _set_mode(opt, spec, train=False)
                 with torch.no_grad():
                     gap = float(f(x)) - f_min
                 _set_mode(opt, spec, train=True)
                 # Suboptimality f(x) - f*, the same number as train and as validation loss.
+                # The time counts training only, as on the networks.
                 for key, value in (
                     ("step", step),
                     ("train_loss", gap),
                     ("val_loss", gap),
                     ("val_accuracy", math.nan),
-                    ("time", time.perf_counter() - t0),
+                    ("time", eval_start - t0 - eval_seconds),
+                    ("lr", float(step_lr)),
                 ):
                     curves[key].append(value)
+                eval_seconds += time.perf_counter() - eval_start
                 # A gap a million times the starting one will not come back; call it diverged.
                 if not math.isfinite(gap) or gap > 1e6 * max(initial_gap, 1e-12):
                     return curves, True
@@ -166,6 +221,8 @@ def _curves(history) -> dict:
         "val_loss": list(epochs.get("val_loss", [])),
         "val_accuracy": list(epochs.get("val_accuracy", [math.nan] * n)),
         "time": list(epochs.get("time", [])),
+        # The learning rate of the last step before each evaluation: shows the schedule.
+        "lr": [float(v) for v in epochs.get("lr", [])],
     }
 
 
@@ -175,7 +232,7 @@ def _classifier_runner(dataset: str, make_model: Callable[[dict, object, int], n
 
         data = _dataset(dataset).subset(cfg.get("n_train"), cfg.get("n_val"))
         model = make_model(cfg, data, seed)
-        opt = spec.build(model.parameters(), lr)
+        opt = spec.build_for_model(model, lr)
         if spec.needs_train_eval:
             _wrap_train_eval(model, opt)
         epochs = math.ceil(cfg["steps"] / math.ceil(data.n_train / cfg["batch_size"]))
@@ -190,6 +247,8 @@ def _classifier_runner(dataset: str, make_model: Callable[[dict, object, int], n
                 batch_size=cfg["batch_size"],
                 max_steps=cfg["steps"],
                 eval_every=cfg["eval_every"],
+                scheduler=make_scheduler(cfg, opt),
+                scheduler_step="step",
                 seed=seed,
                 progress=False,
             )
@@ -198,13 +257,19 @@ def _classifier_runner(dataset: str, make_model: Callable[[dict, object, int], n
     return run
 
 
+def _classifier_model(dataset: str, make_model):
+    def factory(cfg):
+        return make_model(cfg, _dataset(dataset).subset(cfg.get("n_train"), cfg.get("n_val")), 0)
+
+    return factory
+
+
 def _shakespeare_runner(cfg, spec, lr, seed):
-    from optlib.models import CharTransformer
     from optlib.training import TrainingDiverged, train_language_model
 
     data = _text(cfg["block_size"])
-    model = CharTransformer(data.vocab_size, cfg["block_size"], cfg["n_layer"], cfg["n_head"], cfg["n_embd"], seed=seed)
-    opt = spec.build(model.parameters(), lr)
+    model = _char_transformer(cfg, seed)
+    opt = spec.build_for_model(model, lr)
     if spec.needs_train_eval:
         _wrap_train_eval(model, opt)
     with warnings.catch_warnings():
@@ -217,10 +282,18 @@ def _shakespeare_runner(cfg, spec, lr, seed):
             batch_size=cfg["batch_size"],
             eval_every=cfg["eval_every"],
             eval_batches=cfg["eval_batches"],
+            scheduler=make_scheduler(cfg, opt),
             seed=seed,
             progress=False,
         )
     return _curves(history), history.diverged
+
+
+def _char_transformer(cfg, seed=0):
+    from optlib.models import CharTransformer
+
+    data = _text(cfg["block_size"])
+    return CharTransformer(data.vocab_size, cfg["block_size"], cfg["n_layer"], cfg["n_head"], cfg["n_embd"], seed=seed)
 
 
 def _wrap_train_eval(model: nn.Module, opt) -> None:
@@ -303,6 +376,7 @@ PROBLEMS: dict[str, BenchmarkProblem] = {
                 dict(hidden=128, batch_size=32, steps=3000, eval_every=100),
             ),
             _classifier_runner("digits", _mlp),
+            model_factory=_classifier_model("digits", _mlp),
             has_accuracy=True,
             loss_name="cross-entropy",
         ),
@@ -315,6 +389,7 @@ PROBLEMS: dict[str, BenchmarkProblem] = {
                 dict(channels=32, batch_size=100, steps=6000, eval_every=200),
             ),
             _classifier_runner("mnist1d", _cnn1d),
+            model_factory=_classifier_model("mnist1d", _cnn1d),
             has_accuracy=True,
             loss_name="cross-entropy",
             reference={
@@ -335,6 +410,7 @@ PROBLEMS: dict[str, BenchmarkProblem] = {
                 dict(channels=(16, 32), hidden=64, batch_size=128, steps=3000, eval_every=100),
             ),
             _classifier_runner("mnist", _cnn2d),
+            model_factory=_classifier_model("mnist", _cnn2d),
             has_accuracy=True,
             loss_name="cross-entropy",
         ),
@@ -367,6 +443,7 @@ PROBLEMS: dict[str, BenchmarkProblem] = {
                 ),
             ),
             _shakespeare_runner,
+            model_factory=_char_transformer,
             has_accuracy=False,
             loss_name="cross-entropy (nats/char)",
             reference={

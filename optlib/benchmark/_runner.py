@@ -13,13 +13,15 @@ from collections.abc import Sequence
 import torch
 
 from ._optimizers import OptimizerSpec, available_optimizers
-from ._problems import PROBLEMS, BenchmarkProblem
-from ._stats import ALPHA, mark_significance, mean_std
+from ._problems import FINAL_FRACTION, PROBLEMS, SCHEDULES, WARMUP_FRACTION, BenchmarkProblem
+from ._stats import ALPHA, CONFIDENCE, mark_significance, mean_std
 
 __all__ = [
     "SIZE_SETTINGS",
     "SEARCH_SEED",
+    "SCHEDULES",
     "lr_grid",
+    "refine_points",
     "select_lr",
     "tune",
     "rerun",
@@ -27,12 +29,17 @@ __all__ = [
     "run_benchmark",
 ]
 
-# Per size: grid points, the decades they span (centred on each optimizer's
-# default), and how many seeds rerun the selected learning rate.
+# Per size: the coarse grid (points, and the decades they span, centred on each
+# optimizer's default), how many points refine it around the coarse winner, how
+# many seeds rerun the selected learning rate, and the schedules every optimizer
+# is run with. Quick and full: 9 points over 4 decades (a factor 10^0.5 = 3.2
+# apart), then 4 more at 10^(±1/8) and 10^(±1/4) times the coarse winner, so
+# that near the selected rate the points are a factor 10^(1/8) = 1.33 apart:
+# 3 points within 1.5x of it, where one point per decade had 1.
 SIZE_SETTINGS = {
-    "tiny": {"grid_points": 3, "grid_decades": 2.0, "seeds": 2},
-    "quick": {"grid_points": 5, "grid_decades": 4.0, "seeds": 5},
-    "full": {"grid_points": 9, "grid_decades": 4.0, "seeds": 10},
+    "tiny": {"grid_points": 3, "grid_decades": 2.0, "refine_points": 2, "seeds": 2, "schedules": ("constant",)},
+    "quick": {"grid_points": 9, "grid_decades": 4.0, "refine_points": 4, "seeds": 5, "schedules": SCHEDULES},
+    "full": {"grid_points": 9, "grid_decades": 4.0, "refine_points": 4, "seeds": 10, "schedules": SCHEDULES},
 }
 
 # The search uses one seed; the reruns use seeds 1..N, never this one, so the
@@ -55,6 +62,27 @@ def lr_grid(default_lr: float, points: int, decades: float) -> list[float]:
         return [float(default_lr)]
     centre = math.log10(default_lr)
     return [10 ** (centre - decades / 2 + decades * i / (points - 1)) for i in range(points)]
+
+
+def refine_points(grid: Sequence[float], winner: float, points: int) -> list[float]:
+    """``points`` learning rates around ``winner``, in the gaps to its neighbours on the log grid ``grid``.
+
+    With a grid spacing of s decades, the new points sit at ``winner · 10^(±s·j/points)``
+    for j = 1 .. points/2: for 4 points, a quarter and a half of the way to each
+    neighbour. A winner at an end of the grid gets the same points, half of them
+    beyond that end, so the budget stays the same for everyone.
+    """
+    if not isinstance(points, int) or isinstance(points, bool) or points < 0 or points % 2:
+        raise ValueError(f"Invalid points: {points!r}; points must be an even integer >= 0")
+    if points == 0 or len(grid) < 2:
+        return []
+    spacing = math.log10(grid[1] / grid[0])
+    half = points // 2
+    out = []
+    for j in range(1, half + 1):
+        for sign in (-1, 1):
+            out.append(winner * 10 ** (sign * spacing * j / points))
+    return sorted(out)
 
 
 def _score(record: dict) -> float:
@@ -81,15 +109,23 @@ def tune(
     grid: Sequence[float],
     seed: int = SEARCH_SEED,
     progress=None,
+    refine: int = 0,
+    schedule: str = "constant",
 ) -> tuple[float, list[dict]]:
-    """Run every grid point once with ``seed``; return the selected lr and the search records."""
+    """Run every grid point once with ``seed``, then ``refine`` points around the winner.
+
+    Returns the selected lr and the search records, sorted by learning rate; the
+    refining points are marked ``"refine": True``.
+    """
     search = []
-    for lr in grid:
-        record = problem.run(size, spec, lr, seed)
+
+    def run(lr, refining):
+        record = problem.run(size, spec, lr, seed, schedule)
         search.append(
             {
                 "lr": lr,
                 "seed": seed,
+                "refine": refining,
                 "diverged": record["diverged"],
                 "final": record["final"],
                 "wall_time": record["wall_time"],
@@ -97,11 +133,23 @@ def tune(
         )
         if progress is not None:
             progress.update(1)
+
+    for lr in grid:
+        run(lr, False)
+    for lr in refine_points(list(grid), select_lr(search), refine):
+        run(lr, True)
+    search.sort(key=lambda r: r["lr"])
     return select_lr(search), search
 
 
 def rerun(
-    problem: BenchmarkProblem, spec: OptimizerSpec, size: str, lr: float, seeds: Sequence[int], progress=None
+    problem: BenchmarkProblem,
+    spec: OptimizerSpec,
+    size: str,
+    lr: float,
+    seeds: Sequence[int],
+    progress=None,
+    schedule: str = "constant",
 ) -> list[dict]:
     """Train with ``lr`` once per seed; seeds must be distinct."""
     seeds = [int(s) for s in seeds]
@@ -109,7 +157,7 @@ def rerun(
         raise ValueError(f"Invalid seeds: {seeds!r}; seeds must be distinct and non-empty")
     runs = []
     for seed in seeds:
-        runs.append(problem.run(size, spec, lr, seed))
+        runs.append(problem.run(size, spec, lr, seed, schedule))
         if progress is not None:
             progress.update(1)
     return runs
@@ -135,12 +183,15 @@ def _mean_curve_at(runs: list[dict], fraction: float) -> float:
     return sum(values) / len(values)
 
 
-def summarize_problem(results: dict[str, dict], alpha: float = ALPHA, log_scale: bool = False) -> dict:
+def summarize_problem(
+    results: dict[str, dict], alpha: float = ALPHA, log_scale: bool = False, confidence: float = CONFIDENCE
+) -> dict:
     """Target, per-optimizer summary and significance marks for one problem.
 
     With ``log_scale`` the significance test (and so the choice of "best") runs
-    on log10 of the final validation losses; the reported means stay in the
-    loss's own units.
+    on log10 of the final validation losses, and so do the effect sizes; the
+    reported means stay in the loss's own units. The Welch tests against the
+    best are Holm-corrected across the optimizers (see :func:`mark_significance`).
 
     Target loss: for each optimizer, the seed-mean validation loss at 50% of the
     step budget; the target is the median of these over the optimizers. It is a
@@ -153,7 +204,7 @@ def summarize_problem(results: dict[str, dict], alpha: float = ALPHA, log_scale:
     if log_scale:
         # 1e-300 stands in for an exact zero, which log10 cannot take.
         finals = {name: [math.log10(max(v, 1e-300)) for v in values] for name, values in finals.items()}
-    marks = mark_significance(finals, alpha) if finals else {}
+    marks = mark_significance(finals, alpha, confidence) if finals else {}
     summary = {}
     for name, r in results.items():
         runs = r["runs"]
@@ -182,6 +233,8 @@ def summarize_problem(results: dict[str, dict], alpha: float = ALPHA, log_scale:
         },
         "optimizers": summary,
         "alpha": alpha,
+        "confidence": confidence,
+        "effect_scale": "log10 of the final validation loss" if log_scale else "final validation loss",
     }
 
 
@@ -192,8 +245,15 @@ def run_benchmark(
     seeds: int | None = None,
     progress: bool = True,
     verbose: bool = True,
+    schedules: Sequence[str] | None = None,
 ) -> dict:
-    """Tune and rerun every optimizer on every problem; the payload that is saved as JSON."""
+    """Tune and rerun every optimizer on every problem, once per schedule; the payload saved as JSON.
+
+    ``schedules`` (default: the size's, see :data:`SIZE_SETTINGS`) must include
+    ``"constant"``, the baseline: its results are ``payload["problems"][p]["results"]``
+    and ``["summary"]``; every other schedule's are under ``["schedules"][name]``,
+    tuned with the same budget.
+    """
     if size not in SIZE_SETTINGS:
         raise ValueError(f"Invalid size: {size!r}; size must be one of {', '.join(SIZE_SETTINGS)}")
     problems = list(PROBLEMS) if problems is None else list(problems)
@@ -205,6 +265,18 @@ def run_benchmark(
         if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 2:
             raise ValueError(f"Invalid seeds: {seeds!r}; seeds must be an integer >= 2 (a t-test needs two)")
         settings["seeds"] = seeds
+    schedules = list(settings["schedules"] if schedules is None else schedules)
+    if (
+        "constant" not in schedules
+        or any(s not in SCHEDULES for s in schedules)
+        or len(set(schedules)) != len(schedules)
+    ):
+        raise ValueError(
+            f"Invalid schedules: {schedules!r}; schedules must be distinct names from {', '.join(SCHEDULES)} "
+            f"and include 'constant', the baseline the others are compared with"
+        )
+    schedules = ["constant"] + [s for s in schedules if s != "constant"]
+    settings["schedules"] = schedules
     specs, skipped = available_optimizers(optimizers, verbose=verbose)
     rerun_seeds = list(range(SEARCH_SEED + 1, SEARCH_SEED + 1 + settings["seeds"]))
     grids = {s.name: lr_grid(s.default_lr, settings["grid_points"], settings["grid_decades"]) for s in specs}
@@ -238,12 +310,25 @@ def run_benchmark(
         "grid": {
             "points": settings["grid_points"],
             "decades": settings["grid_decades"],
+            "refine_points": settings["refine_points"],
             "centre": {s.name: s.default_lr for s in specs},
             "lrs": grids,
         },
-        "tuning": "learning rate only, on the grid above, one run each with the search seed; the lowest "
-        "final validation loss wins (diverged = +inf, ties -> smaller lr); every other "
-        "hyperparameter at its default; constant learning rate (no schedule).",
+        "tuning": f"learning rate only: {settings['grid_points']} points log-spaced over "
+        f"{settings['grid_decades']:g} decades centred on each optimizer's default, then "
+        f"{settings['refine_points']} more in the gaps around the best of them (see refine_points); one run "
+        "each with the search seed; the lowest final validation loss wins (diverged = +inf, ties -> smaller "
+        "lr); every other hyperparameter at its default; the same budget for every optimizer and schedule.",
+        "schedules": schedules,
+        "schedule_settings": {
+            "warmup_cosine": {
+                "warmup_fraction": WARMUP_FRACTION,
+                "final_fraction": FINAL_FRACTION,
+                "rule": f"optlib.warmup_cosine: linear warm-up from 0 over the first {WARMUP_FRACTION:.0%} of "
+                f"the steps, then a cosine down to {FINAL_FRACTION:g} x lr at the last step, stepped per "
+                "optimizer step (the AlgoPerf baseline's recipe)",
+            }
+        },
         "optimizers": {
             s.name: {
                 "source": s.source,
@@ -252,11 +337,14 @@ def run_benchmark(
                 "note": s.note,
                 # The class that actually ran, so a reader can check the JSON against the code.
                 "loaded": f"{s.load_class().__module__}.{s.load_class().__qualname__}",
+                **({"aux": "torch.optim.AdamW", "aux_kwargs": s.aux_kwargs} if s.hidden_matrices_only else {}),
             }
             for s in specs
         },
         "skipped": skipped,
-        "significance": f"Welch t-test on the final validation loss vs the best optimizer, p < {ALPHA}",
+        "significance": f"Welch t-test on the final validation loss of each optimizer vs the best, "
+        f"Holm-corrected across the optimizers of a problem, family-wise alpha = {ALPHA}; effect sizes "
+        f"(difference of means, Hedges' g) with {CONFIDENCE:.0%} confidence intervals",
         "problems": out_problems,
         "wall_time": wall,
     }
@@ -273,16 +361,34 @@ def _run_problems(problems, specs, size, settings, grids, rerun_seeds, progress)
 
     started = time.perf_counter()
     out_problems = {}
+    schedules = settings["schedules"]
     for pname in problems:
         problem = PROBLEMS[pname]
-        total = len(specs) * (settings["grid_points"] + settings["seeds"])
+        not_applicable = {s.name: why for s in specs if (why := problem.not_applicable(size, s)) is not None}
+        runnable = [s for s in specs if s.name not in not_applicable]
+        per_spec = settings["grid_points"] + (settings["refine_points"] if settings["grid_points"] > 1 else 0)
+        total = len(runnable) * len(schedules) * (per_spec + settings["seeds"])
         bar = tqdm(total=total, desc=f"{pname} ({size})", disable=not progress, leave=True)
-        results = {}
-        for spec in specs:
-            bar.set_postfix_str(spec.name)
-            lr, search = tune(problem, spec, size, grids[spec.name], progress=bar)
-            runs = rerun(problem, spec, size, lr, rerun_seeds, progress=bar)
-            results[spec.name] = {"lr": lr, "grid": grids[spec.name], "search": search, "runs": runs}
+        by_schedule = {}
+        for schedule in schedules:
+            results = {}
+            for spec in runnable:
+                bar.set_postfix_str(f"{spec.name}, {schedule}")
+                lr, search = tune(
+                    problem,
+                    spec,
+                    size,
+                    grids[spec.name],
+                    progress=bar,
+                    refine=settings["refine_points"],
+                    schedule=schedule,
+                )
+                runs = rerun(problem, spec, size, lr, rerun_seeds, progress=bar, schedule=schedule)
+                results[spec.name] = {"lr": lr, "grid": grids[spec.name], "search": search, "runs": runs}
+            by_schedule[schedule] = {
+                "results": results,
+                "summary": summarize_problem(results, log_scale=problem.log_scale),
+            }
         bar.close()
         out_problems[pname] = {
             "title": problem.title,
@@ -290,8 +396,9 @@ def _run_problems(problems, specs, size, settings, grids, rerun_seeds, progress)
             "loss_name": problem.loss_name,
             "has_accuracy": problem.has_accuracy,
             "reference": problem.reference,
-            "results": results,
             "log_scale": problem.log_scale,
-            "summary": summarize_problem(results, log_scale=problem.log_scale),
+            "not_applicable": not_applicable,
+            **by_schedule.pop("constant"),
+            "schedules": by_schedule,
         }
     return out_problems, time.perf_counter() - started
