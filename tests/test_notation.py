@@ -469,8 +469,9 @@ def is_listed(token: str, listed: set[str]) -> bool:
     """A token is listed when notation.md writes it, or writes the sequence it is one term of.
 
     A bare symbol is listed with any of its forms (g with g_t); a numbered term (g_1, \\theta_0, \\lambda_1)
-    with its step-indexed or index form (g_t, \\lambda_i); a coordinate x_{t,i} with x_t; \\beta_{2,t} with
-    \\beta_2; a named subscript or superscript (B_{\\text{noise}}, \\theta^\\star) only as written.
+    with its step-indexed or index form (g_t, \\lambda_i); a quantile z_{0.9} with another one (z_{0.975});
+    a coordinate x_{t,i} with x_t; \\beta_{2,t} with \\beta_2; a named subscript or superscript
+    (B_{\\text{noise}}, \\theta^\\star) only as written.
     """
     if token in listed:
         return True
@@ -479,9 +480,14 @@ def is_listed(token: str, listed: set[str]) -> bool:
         return sup is None and any(_split(other)[0] == base for other in listed)
     if "," in sub:
         return is_listed(_token(base, sub.split(",", 1)[0], sup), listed)
-    if re.fullmatch(r"\d", sub):
+    if re.fullmatch(r"\d+", sub):  # x_{150}: a term of the sequence x_t
         return any(_token(base, index, sup) in listed for index in ("t", "i"))
+    if re.fullmatch(_FRACTION, sub):  # z_{1-0.01/2}: a quantile, listed when another one is (z_{0.975})
+        return any((b, q) == (base, sup) and re.fullmatch(_FRACTION, p or "") for b, p, q in map(_split, listed))
     return False
+
+
+_FRACTION = r"[\d.+\-/]*[./][\d.+\-/]*"
 
 
 def _listed_tokens() -> set[str]:
@@ -521,6 +527,9 @@ def test_is_listed_rules():
     assert not is_listed(r"\beta_1", listed) and not is_listed("v_t^\\max", listed)
     assert not is_listed(r"B_{\text{crit}}", listed) and not is_listed(r"\hat g_t", listed)
     assert is_listed(r"v_0^\infty", {r"v_t^\infty"}) and not is_listed(r"v_0^\infty", {"v_t"})
+    assert (
+        is_listed("x_{150}", {"x_t"}) and is_listed("z_{1-0.01/2}", {"z_{0.975}"}) and not is_listed("z_{0.9}", {"z"})
+    )
 
 
 def test_every_symbol_of_the_chapters_is_in_notation_md():
