@@ -29,7 +29,15 @@ from optim_harness import (
 )
 
 import optlib
+from optlib.optim import _compile
 from optlib.optim._compile import compile_seconds
+
+
+@pytest.fixture(autouse=True)
+def compile_every_tensor(monkeypatch):
+    """The harness's tensors are small: compile them all, or the kernels would go untested."""
+    monkeypatch.setattr(_compile, "FUSED_MIN_NUMEL", 0)
+
 
 # (optimizer, options that exercise each branch of its kernel)
 CASES = [
@@ -126,3 +134,33 @@ def test_rmsprop_has_no_fused_path_as_in_torch():
     for cls in (torch.optim.RMSprop, optlib.RMSprop):
         with pytest.raises(TypeError):
             cls(params, fused=True)
+
+
+def test_small_tensors_take_the_multi_tensor_path_and_large_ones_the_kernel(monkeypatch):
+    monkeypatch.setattr(_compile, "FUSED_MIN_NUMEL", 50)
+    calls = {"kernel": 0, "foreach": 0}
+    kernel, foreach = optlib.AdamW._fused, optlib.AdamW._multi_tensor
+
+    def count(name, update):
+        def counted(self_or_first, *args, **kwargs):
+            calls[name] += len(args[0] if name == "kernel" else self_or_first)
+            return update(self_or_first, *args, **kwargs)
+
+        return counted
+
+    monkeypatch.setattr(optlib.AdamW, "_fused", count("kernel", kernel))
+    monkeypatch.setattr(optlib.AdamW, "_multi_tensor", staticmethod(count("foreach", foreach)))
+    torch.manual_seed(0)
+    shapes = [(10, 20), (7,), (64,), (3, 3)]
+    fused = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    loop = [torch.nn.Parameter(p.detach().clone()) for p in fused]
+    opt_fused = optlib.AdamW(fused, lr=0.01, weight_decay=0.1, fused=True)
+    opt_loop = optlib.AdamW(loop, lr=0.01, weight_decay=0.1, foreach=False)
+    for _ in range(5):
+        for ps, opt in ((fused, opt_fused), (loop, opt_loop)):
+            for p in ps:
+                p.grad = torch.sin(p.detach() * 3)
+            opt.step()
+    assert calls == {"kernel": 2 * 5, "foreach": 2 * 5}  # (10, 20) and (64,) compiled; (7,), (3, 3) not
+    for a, b in zip(fused, loop):
+        torch.testing.assert_close(a, b)

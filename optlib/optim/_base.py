@@ -26,6 +26,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from . import _compile
+
 __all__ = [
     "CourseOptimizer",
     "as_real",
@@ -193,7 +195,7 @@ class CourseOptimizer(Optimizer):
     * ``_single_tensor``: a plain loop over parameters, the readable version;
     * ``_multi_tensor``: ``torch._foreach_*`` ops, one kernel per operation for a
       whole list of tensors;
-    * ``_fused``: one compiled kernel per parameter that reads and writes each
+    * ``_fused``: one compiled kernel per large parameter that reads and writes each
       tensor once (see :mod:`optlib.optim._compile`), or None where there is none.
 
     A subclass says what is its own: its argument checks, ``_state_keys(group)``
@@ -307,7 +309,25 @@ class CourseOptimizer(Optimizer):
             params = self._params_with_grad(group)
             if not params:
                 continue
-            tensor_lists = self._gather(group, params)
-            self._update_function(group, params)(*tensor_lists, **self._update_options(group))
-            self._store_state(params, tensor_lists)
+            update = self._update_function(group, params)
+            if group.get("fused"):
+                # Refuse where nothing can compile even if every tensor is small enough not to need it.
+                _compile.check_fused_device(type(self).__name__, params[0].device)
+                # A compiled call costs tens of microseconds before it touches memory, more
+                # than a whole update of a bias or a norm's scale: such small tensors take
+                # the multi-tensor path, one call per operation for all of them, as torch's
+                # fused kernels handle every tensor in one call.
+                small = [p for p in params if p.numel() < _compile.FUSED_MIN_NUMEL]
+                parts = [
+                    (small, self._multi_tensor),
+                    ([p for p in params if p.numel() >= _compile.FUSED_MIN_NUMEL], update),
+                ]
+            else:
+                parts = [(params, update)]
+            options = self._update_options(group)
+            for part, update in parts:
+                if part:
+                    tensor_lists = self._gather(group, part)
+                    update(*tensor_lists, **options)
+                    self._store_state(part, tensor_lists)
         return loss

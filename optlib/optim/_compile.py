@@ -22,10 +22,18 @@ Three choices keep the compiled step fast and stable:
 
 The booleans of an update (maximize, nesterov, amsgrad, ...) are specialised:
 each combination in use compiles once per dtype.
+
+A compiled call has a fixed cost of its own (Dynamo's guards and wrappers, about
+20 µs on a CPU), which dwarfs the update of a bias or a norm's scale. So in a fused
+step the parameters under ``FUSED_MIN_NUMEL`` elements take the multi-tensor path
+(one ``torch._foreach_*`` call per operation for all of them), and only the large
+ones, which hold almost all the bytes, run the compiled kernel.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import shutil
 import sys
 import time
@@ -34,13 +42,19 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["FusedKernel", "check_fused_device", "fused_scalars", "advance_steps", "compile_seconds"]
+__all__ = ["FUSED_MIN_NUMEL", "FusedKernel", "check_fused_device", "fused_scalars", "advance_steps", "compile_seconds"]
 
 # Every (kernel, dtype, flags) combination is a compiled variant of the same code;
 # Dynamo's default of 8 per function would run the rest eagerly.
 _RECOMPILE_LIMIT = 64
 
 _COMPILE_SECONDS: dict[str, float] = {}
+
+#: Parameters with fewer elements than this take the multi-tensor path within a fused
+#: step: a compiled call's fixed cost (Dynamo's wrappers, about 20 µs on a CPU) is more
+#: than streaming 64K float32 elements through it. Tests set it to 0 (or the environment
+#: variable, which spawned processes inherit) to compile every tensor.
+FUSED_MIN_NUMEL = int(os.environ.get("OPTLIB_FUSED_MIN_NUMEL", 1 << 16))
 
 
 def compile_seconds() -> dict[str, float]:
@@ -49,14 +63,21 @@ def compile_seconds() -> dict[str, float]:
 
 
 def _unavailable_reason(device: torch.device) -> str | None:
+    from torch._inductor import config
+
+    # Asked every step: looking for the compiler on PATH each time would cost more than a small update.
+    return _unavailable_reason_cached(device.type, config.cpp.cxx)
+
+
+@functools.cache
+def _unavailable_reason_cached(device_type: str, cxx) -> str | None:
+    device = torch.device(device_type)
     if device.type not in ("cpu", "cuda"):
         return f"it compiles for CPU and CUDA tensors only, and the parameters are on {device.type}"
     if not torch._dynamo.is_dynamo_supported():
         return "torch.compile does not support this Python version or platform"
     if device.type == "cpu":
-        from torch._inductor import config
-
-        compilers = config.cpp.cxx if isinstance(config.cpp.cxx, tuple) else (config.cpp.cxx,)
+        compilers = cxx if isinstance(cxx, tuple) else (cxx,)
         if not any(c and shutil.which(c) for c in compilers):
             return f"Inductor needs a C++ compiler for CPU kernels and none of {compilers} is installed"
     else:

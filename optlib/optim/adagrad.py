@@ -213,7 +213,7 @@ class Adagrad(CourseOptimizer):
             per-parameter loop, None to choose as torch.optim does (multi-tensor when
             every parameter is on CUDA).
         maximize: maximize the objective instead of minimizing it (default False).
-        fused: True for one compiled kernel per parameter (``torch.compile``, CPU
+        fused: True for one compiled kernel per large parameter (``torch.compile``, CPU
             and CUDA) that reads and writes each tensor once per step; it cannot
             be combined with ``foreach=True`` or ``differentiable=True``.
         differentiable: accepted for compatibility with torch.optim.Adagrad;

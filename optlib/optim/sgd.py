@@ -249,7 +249,7 @@ class SGD(CourseOptimizer):
         foreach: True for the multi-tensor (``torch._foreach``) path, False for the
             per-parameter loop, None to choose as torch.optim does (multi-tensor when
             every parameter is on CUDA).
-        fused: True for one compiled kernel per parameter (``torch.compile``, CPU
+        fused: True for one compiled kernel per large parameter (``torch.compile``, CPU
             and CUDA) that reads and writes each tensor once per step; it cannot
             be combined with ``foreach=True`` or ``differentiable=True``.
         differentiable: accepted for compatibility with torch.optim.SGD; optlib
