@@ -192,6 +192,8 @@ def test_the_loss_is_mathcal_L(path):
 
 # \mu_t is NAdam's momentum schedule (notation.md); anywhere else it is a running mean in disguise.
 MU_T = re.compile(r"\\mu\s*_\s*\{?\s*t\b")
+# \mu multiplying a velocity or a buffer is a momentum coefficient (Sutskever et al.'s notation): write \beta.
+MU_AS_MOMENTUM = re.compile(r"\\mu\s*\\?,?\s*(?:v|b|m)_")
 # In chapter 8 (RMSProp) a \mu beside a gradient or a second moment is a mean of gradients: write \bar g_t.
 MU_BESIDE_GRADIENTS = re.compile(r"(?<![A-Za-z\\])(?:g\b|g_|g\^|\\bar\s*\{?\s*g|v_t|\\sigma|\\xi)")
 # Bare \lambda (no subscript) in an eigenvalue role: set equal to or bounded by L or \mu, taken in [\mu, L],
@@ -238,9 +240,23 @@ def _lambda_as_eigenvalue(span: str, cell: str) -> bool:
     return bool(re.search(BARE_LAMBDA, span)) and _eigen_cell_without_weight_decay(cell)
 
 
+@pytest.mark.parametrize(
+    ("span", "flagged"),
+    [
+        (r"v_t = \mu v_{t-1} - \varepsilon \nabla f(\theta_{t-1} + \mu v_{t-1})", True),
+        (r"\mu\, b_{t-1}", True),
+        (r"\eta\mu = (1-\sqrt\beta)^2", False),
+        (r"\tfrac12 \lVert \nabla \mathcal{L} \rVert^2 \ge \mu (\mathcal{L} - \mathcal{L}^\star)", False),
+    ],
+)
+def test_mu_as_momentum_pattern(span, flagged):
+    assert bool(MU_AS_MOMENTUM.search(span)) is flagged
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_name)
-def test_mu_is_not_a_running_mean(path):
-    """(b) \\mu is the strong-convexity constant: not centred RMSProp's mean (\\bar g_t), and \\mu_t only NAdam's."""
+def test_mu_is_the_strong_convexity_constant(path):
+    """(b) \\mu is the strong-convexity constant: not centred RMSProp's mean (\\bar g_t), not a momentum
+    coefficient (\\beta), and \\mu_t is only NAdam's schedule."""
     found = []
     rmsprop = path.name.startswith("08_")
     for index, text, span in notebook_maths(path):
@@ -248,7 +264,11 @@ def test_mu_is_not_a_running_mean(path):
             found.append(f"cell {index}: \\mu_t outside NAdam   in ${_short(span)}$")
         elif rmsprop and re.search(r"\\mu(?![A-Za-z])", span) and MU_BESIDE_GRADIENTS.search(span):
             found.append(f"cell {index}: \\mu as a mean of gradients   in ${_short(span)}$")
-    assert not found, f"{_name(path)} uses \\mu for a mean of gradients (write \\bar g_t):\n  " + "\n  ".join(found)
+        elif MU_AS_MOMENTUM.search(span):
+            found.append(f"cell {index}: \\mu as a momentum coefficient (write \\beta)   in ${_short(span)}$")
+    assert not found, f"{_name(path)} uses \\mu, the strong-convexity constant, for something else:\n  " + "\n  ".join(
+        found
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_name)
