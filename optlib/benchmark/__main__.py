@@ -19,12 +19,17 @@ from . import (
 )
 from ._result import result_name
 
-# What each size costs with every problem, optimizer and schedule, measured on a
-# 2-core x86-64 CPU (one thread per run), shared with other jobs, on 2026-11-29.
+# What a whole run of each size costs (every problem, optimizer and schedule, one thread
+# per run), measured on 2026-11-29 on the course's 2-core x86-64 CPU while other jobs
+# kept it busy (load average about 10). Quick: Adam's share of the runs took 6.0 min,
+# and there are 11.5 optimizers' worth (Muon runs on 3 of the 6 problems). Full: each
+# problem's time per step at full size, times its steps and runs.
 COSTS = {
-    "tiny": "about 1 minute (measured); for tests and the chapter's live demo",
-    "quick": "about 25 minutes (measured: 26 min)",
-    "full": "days on a CPU (estimated from measured per-step times); meant for a GPU: hours",
+    "tiny": "about 1 minute (measured: 62 s)",
+    "quick": "about 70 minutes (measured: 6.0 min for Adam's share of the runs); the first quick protocol "
+    "(one schedule, 10 runs per optimizer) took 5 minutes on a quieter day, which puts this one near 20",
+    "full": "not for a CPU: measured steps take 63 hours without the transformer and years with it "
+    "(40 s per step); meant for a GPU",
 }
 
 

@@ -453,7 +453,7 @@ PROBLEMS: dict[str, BenchmarkProblem] = {
                 "6-layer, 6-head, 384-dim transformer, context 256, 5000 iterations on one A100, "
                 "best validation loss 1.4697",
                 "caveat": "nanoGPT also uses dropout 0.2, a cosine learning-rate schedule and AdamW; "
-                "smaller runs here (fewer steps, a smaller model, a constant learning rate) "
+                "smaller runs here (fewer steps, a smaller model, no dropout) "
                 "end well above 1.47.",
             },
         ),
