@@ -52,7 +52,8 @@ def _from_json_number(value):
 class History:
     """What a training run recorded.
 
-    ``step_loss[i]`` is the training loss of optimizer step ``i + 1``. ``epochs`` holds one
+    ``step_loss[i]`` is the training loss of optimizer step ``i + 1``; with ``clip_grad_norm``,
+    ``grad_norm[i]`` is that step's global gradient norm before clipping (empty without). ``epochs`` holds one
     entry per evaluation (the end of each epoch, or every ``eval_every`` steps):
 
     * ``epoch``: epochs completed (fractional when evaluating within an epoch),
@@ -66,6 +67,7 @@ class History:
     optimizer: str = ""
     hyperparameters: dict = field(default_factory=dict)
     step_loss: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
     epochs: dict[str, list[float]] = field(default_factory=dict)
     diverged: bool = False
     message: str | None = None
@@ -102,6 +104,7 @@ class History:
         """A JSON-able dict (non-finite numbers become ``None``)."""
         data = asdict(self)
         data["step_loss"] = _jsonable(self.step_loss)
+        data["grad_norm"] = _jsonable(self.grad_norm)
         data["epochs"] = _jsonable(self.epochs)
         return data
 
@@ -109,6 +112,7 @@ class History:
     def from_dict(cls, data: dict) -> History:
         data = dict(data)
         data["step_loss"] = [_from_json_number(v) for v in data.get("step_loss", [])]
+        data["grad_norm"] = [_from_json_number(v) for v in data.get("grad_norm", [])]
         data["epochs"] = {k: [_from_json_number(v) for v in values] for k, values in data.get("epochs", {}).items()}
         return cls(**data)
 
@@ -251,7 +255,7 @@ class _Run:
         self.steps_per_epoch = steps_per_epoch
         self.history = history
         self.sync_every = 1 if device.type == "cpu" else 25
-        self.pending: list[tuple[Tensor, float]] = []
+        self.pending: list[tuple[Tensor, float, Tensor | None]] = []
         self.step = 0
         self.window: list[float] = []  # step losses since the last evaluation
         self.first_loss: float | None = None
@@ -266,15 +270,16 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         loss = compute_loss()
         loss.backward()
+        norm = None
         if self.clip_grad_norm is not None:
             # One global norm over all parameters, as Pascanu et al. clip: the direction is kept.
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
         lr = _current_lr(self.optimizer)
         self.optimizer.step()
         if self.scheduler is not None and self.scheduler_step == "step":
             self.scheduler.step()
         self.step += 1
-        self.pending.append((loss.detach(), lr))
+        self.pending.append((loss.detach(), lr, norm))
         self.last_lr = lr
         if len(self.pending) >= self.sync_every:
             return self.flush()
@@ -283,9 +288,11 @@ class _Run:
     def flush(self) -> bool:
         if not self.pending:
             return not self.history.diverged
-        values = torch.stack([loss for loss, _ in self.pending]).float().cpu().tolist()
+        values = torch.stack([loss for loss, _, _ in self.pending]).float().cpu().tolist()
+        if self.clip_grad_norm is not None:
+            self.history.grad_norm += torch.stack([norm for _, _, norm in self.pending]).float().cpu().tolist()
         first_step = self.step - len(self.pending) + 1
-        lrs = [lr for _, lr in self.pending]
+        lrs = [lr for _, lr, _ in self.pending]
         self.pending = []
         for offset, (value, lr) in enumerate(zip(values, lrs)):
             self.history.step_loss.append(value)
@@ -307,6 +314,7 @@ class _Run:
     def _stop(self, step: int, value: float, lr: float) -> None:
         # Steps after the divergent one (read late on a GPU) are not part of the record.
         del self.history.step_loss[step:]
+        del self.history.grad_norm[step:]
         message = f"Training diverged at step {step} (loss = {value:.4g}) with lr = {lr:g}: lower the learning rate"
         self.history.diverged = True
         self.history.message = message

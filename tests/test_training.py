@@ -175,6 +175,9 @@ def test_clip_grad_norm_limits_each_step_to_lr_times_c():
     # float32 parameters of size ~0.5 resolve a difference of 1e-4 to about 1e-3 relative
     assert len(lengths) == 5 and lengths == pytest.approx([lr * c] * 5, rel=1e-3)
     assert history.config["clip_grad_norm"] == c
+    # the recorded norms are the ones before clipping: the full gradient of a slowly moving model
+    assert len(history.grad_norm) == 5 and all(norm > 100 * c for norm in history.grad_norm)
+    assert History.from_dict(json.loads(json.dumps(history.to_dict()))).grad_norm == history.grad_norm
     unclipped = train(
         LinearModel(5, seed=0),
         functools.partial(torch.optim.SGD, lr=lr),
@@ -183,8 +186,15 @@ def test_clip_grad_norm_limits_each_step_to_lr_times_c():
         batch_size=None,
         progress=False,
     )
-    assert unclipped.config["clip_grad_norm"] is None
+    assert unclipped.config["clip_grad_norm"] is None and unclipped.grad_norm == []
     assert unclipped.step_loss[-1] < history.step_loss[-1]  # the clipped run moved far less
+
+
+def test_diverged_run_keeps_one_grad_norm_per_recorded_step(digits):
+    model = MLP(64, hidden=(32,), seed=0)
+    with pytest.warns(TrainingDiverged):
+        history = train(model, torch.optim.SGD(model.parameters(), lr=1e6), digits, clip_grad_norm=1.0, progress=False)
+    assert history.diverged and len(history.grad_norm) == len(history.step_loss) > 0
 
 
 def test_clip_grad_norm_in_the_language_model_loop():
