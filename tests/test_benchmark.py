@@ -493,6 +493,19 @@ def test_tiny_run_has_everything_chapter_13_needs(tiny_payload):
         assert scheduled["schedule"] == "warmup_cosine" and scheduled["curves"]["lr"][-1] < scheduled["lr"]
 
 
+def test_parallel_jobs_give_the_same_numbers(tiny_payload):
+    kwargs = dict(problems=["quadratic"], optimizers=["Adam"], progress=False, schedules=["constant", "warmup_cosine"])
+    parallel = bm.run_benchmark("tiny", jobs=2, **kwargs)  # two searches, one per worker
+    assert parallel["jobs"] == 2
+    for schedule in ("constant", "warmup_cosine"):
+        mine = bm.BenchmarkResult(parallel)._results("quadratic", schedule)["Adam"]
+        theirs = bm.BenchmarkResult(tiny_payload)._results("quadratic", schedule)["Adam"]
+        assert mine["lr"] == theirs["lr"]
+        assert [r["curves"]["val_loss"] for r in mine["runs"]] == [r["curves"]["val_loss"] for r in theirs["runs"]]
+    with pytest.raises(ValueError, match="jobs"):
+        bm.run_benchmark("tiny", jobs=0)
+
+
 def test_time_to_target_is_recorded(tiny_payload):
     for problem in tiny_payload["problems"].values():
         for name, row in problem["summary"]["optimizers"].items():

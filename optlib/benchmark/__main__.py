@@ -104,11 +104,21 @@ def main(argv=None) -> int:
         action="store_true",
         help="overwrite an existing output file (never one that holds an optimizer this run lacks a package for)",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N searches at once in worker processes, one thread each (default 1); the numbers are the same, "
+        "the seconds to target carry the contention, so use at most one per idle core",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     args = parser.parse_args(argv)
     size = args.size or experiment_size()
     if args.seeds is not None and args.seeds < 2:
         parser.error(f"argument --seeds: invalid value {args.seeds}; it is a count of seeds, at least 2")
+    if args.jobs < 1:
+        parser.error(f"argument --jobs: invalid value {args.jobs}; it is a count of processes, at least 1")
     out = args.out if args.out is not None else results_dir() / f"{result_name(size)}.json"
     # Before any training: a refusal after an hour of runs would waste the hour.
     _, skipped = available_optimizers(args.optimizers, verbose=False)
@@ -118,7 +128,13 @@ def main(argv=None) -> int:
         parser.error(str(err))
     try:
         payload = run_benchmark(
-            size, args.problems, args.optimizers, args.seeds, progress=not args.no_progress, schedules=args.schedules
+            size,
+            args.problems,
+            args.optimizers,
+            args.seeds,
+            progress=not args.no_progress,
+            schedules=args.schedules,
+            jobs=args.jobs,
         )
     except ValueError as err:
         parser.error(str(err))

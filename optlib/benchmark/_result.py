@@ -284,7 +284,7 @@ class BenchmarkResult:
             yscale="log",
             xlabel="learning rate",
             ylabel=f"final validation loss ({p['loss_name']}), search seed",
-            title=f"{p['title']}: final loss against learning rate "
+            title=f"{p['title']}\nfinal loss against learning rate "
             f"({SCHEDULE_LABELS.get(schedule, schedule)}, {self.size}; ★ selected, x diverged)",
         )
         ax.legend(fontsize=7, ncol=2)
@@ -333,7 +333,7 @@ class BenchmarkResult:
                 label=f"{name} (lr {variant['results'][name]['lr']:.2g})",
             )
             ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-        if metric != "val_accuracy":
+        if metric not in ("val_accuracy", "lr"):
             ax.set_yscale("log")
         if metric == "val_loss":
             target = variant["summary"]["target"]["val_loss"]
@@ -354,7 +354,7 @@ class BenchmarkResult:
         ax.set(
             xlabel="optimizer step",
             ylabel=label,
-            title=f"{p['title']}: {label}, mean ± std over {len(self.payload['seeds'])} seeds "
+            title=f"{p['title']}\n{label}, mean ± std over {len(self.payload['seeds'])} seeds "
             f"({SCHEDULE_LABELS.get(schedule, schedule)}, {self.size})",
         )
         ax.legend(fontsize=7, ncol=2)

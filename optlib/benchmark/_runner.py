@@ -246,14 +246,20 @@ def run_benchmark(
     progress: bool = True,
     verbose: bool = True,
     schedules: Sequence[str] | None = None,
+    jobs: int = 1,
 ) -> dict:
     """Tune and rerun every optimizer on every problem, once per schedule; the payload saved as JSON.
 
     ``schedules`` (default: the size's, see :data:`SIZE_SETTINGS`) must include
     ``"constant"``, the baseline: its results are ``payload["problems"][p]["results"]``
     and ``["summary"]``; every other schedule's are under ``["schedules"][name]``,
-    tuned with the same budget.
+    tuned with the same budget. ``jobs`` > 1 runs that many (optimizer, problem,
+    schedule) searches at once in worker processes, one thread each; every run is
+    seeded on its own, so the numbers are the same as with ``jobs=1`` (the seconds
+    are not: parallel jobs share the memory bus).
     """
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(f"Invalid jobs: {jobs!r}; jobs must be an integer >= 1")
     if size not in SIZE_SETTINGS:
         raise ValueError(f"Invalid size: {size!r}; size must be one of {', '.join(SIZE_SETTINGS)}")
     problems = list(PROBLEMS) if problems is None else list(problems)
@@ -293,7 +299,7 @@ def run_benchmark(
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        out_problems, wall = _run_problems(problems, specs, size, settings, grids, rerun_seeds, progress)
+        out_problems, wall = _run_problems(problems, specs, size, settings, grids, rerun_seeds, progress, jobs)
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
@@ -305,6 +311,7 @@ def run_benchmark(
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": 1 if device.type == "cpu" else threads,
+        "jobs": jobs,
         "search_seed": SEARCH_SEED,
         "seeds": rerun_seeds,
         "grid": {
@@ -356,40 +363,81 @@ def _device_name(device) -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
-def _run_problems(problems, specs, size, settings, grids, rerun_seeds, progress):
+def _search(problem_name, spec, size, schedule, grid, refine, rerun_seeds, progress=None) -> dict:
+    """One optimizer on one problem under one schedule: the search, then the reruns."""
+    problem = PROBLEMS[problem_name]
+    lr, search = tune(problem, spec, size, grid, progress=progress, refine=refine, schedule=schedule)
+    runs = rerun(problem, spec, size, lr, rerun_seeds, progress=progress, schedule=schedule)
+    return {"lr": lr, "grid": list(grid), "search": search, "runs": runs}
+
+
+def _worker_init() -> None:
+    # The same settings as the parent's run: one thread, deterministic kernels.
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _run_problems(problems, specs, size, settings, grids, rerun_seeds, progress, jobs=1):
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
-    out_problems = {}
     schedules = settings["schedules"]
+    refine = settings["refine_points"]
+    per_spec = settings["grid_points"] + (refine if settings["grid_points"] > 1 else 0) + settings["seeds"]
+    not_applicable = {
+        pname: {s.name: why for s in specs if (why := PROBLEMS[pname].not_applicable(size, s)) is not None}
+        for pname in problems
+    }
+    tasks = [
+        (pname, schedule, spec)
+        for pname in problems
+        for schedule in schedules
+        for spec in specs
+        if spec.name not in not_applicable[pname]
+    ]
+    done = {}
+    if jobs == 1:
+        for pname in problems:
+            mine = [t for t in tasks if t[0] == pname]
+            bar = tqdm(total=len(mine) * per_spec, desc=f"{pname} ({size})", disable=not progress, leave=True)
+            for _, schedule, spec in mine:
+                bar.set_postfix_str(f"{spec.name}, {schedule}")
+                done[pname, schedule, spec.name] = _search(
+                    pname, spec, size, schedule, grids[spec.name], refine, rerun_seeds, progress=bar
+                )
+            bar.close()
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        bar = tqdm(total=len(tasks) * per_spec, desc=f"{size}, {jobs} jobs", disable=not progress, leave=True)
+        # spawn, not fork: a forked child of a process that has run torch can hang in its thread pools.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init) as pool:
+            futures = {
+                pool.submit(_search, pname, spec, size, schedule, grids[spec.name], refine, rerun_seeds): (
+                    pname,
+                    schedule,
+                    spec.name,
+                )
+                for pname, schedule, spec in tasks
+            }
+            for future in as_completed(futures):
+                done[futures[future]] = future.result()
+                bar.update(per_spec)
+                bar.set_postfix_str(" ".join(futures[future]))
+        bar.close()
+
+    out_problems = {}
     for pname in problems:
         problem = PROBLEMS[pname]
-        not_applicable = {s.name: why for s in specs if (why := problem.not_applicable(size, s)) is not None}
-        runnable = [s for s in specs if s.name not in not_applicable]
-        per_spec = settings["grid_points"] + (settings["refine_points"] if settings["grid_points"] > 1 else 0)
-        total = len(runnable) * len(schedules) * (per_spec + settings["seeds"])
-        bar = tqdm(total=total, desc=f"{pname} ({size})", disable=not progress, leave=True)
         by_schedule = {}
         for schedule in schedules:
-            results = {}
-            for spec in runnable:
-                bar.set_postfix_str(f"{spec.name}, {schedule}")
-                lr, search = tune(
-                    problem,
-                    spec,
-                    size,
-                    grids[spec.name],
-                    progress=bar,
-                    refine=settings["refine_points"],
-                    schedule=schedule,
-                )
-                runs = rerun(problem, spec, size, lr, rerun_seeds, progress=bar, schedule=schedule)
-                results[spec.name] = {"lr": lr, "grid": grids[spec.name], "search": search, "runs": runs}
+            results = {s.name: done[pname, schedule, s.name] for s in specs if (pname, schedule, s.name) in done}
             by_schedule[schedule] = {
                 "results": results,
                 "summary": summarize_problem(results, log_scale=problem.log_scale),
             }
-        bar.close()
         out_problems[pname] = {
             "title": problem.title,
             "config": problem.config(size),
@@ -397,7 +445,7 @@ def _run_problems(problems, specs, size, settings, grids, rerun_seeds, progress)
             "has_accuracy": problem.has_accuracy,
             "reference": problem.reference,
             "log_scale": problem.log_scale,
-            "not_applicable": not_applicable,
+            "not_applicable": not_applicable[pname],
             **by_schedule.pop("constant"),
             "schedules": by_schedule,
         }
