@@ -346,6 +346,15 @@ def test_missing_peer_is_skipped_with_a_note(monkeypatch, capsys):
     assert "Skipping Adan" in capsys.readouterr().out
 
 
+def test_a_torch_without_muon_skips_it_with_a_note(monkeypatch):
+    import torch
+
+    monkeypatch.delattr(torch.optim, "Muon")
+    specs, skipped = bm.available_optimizers(["AdamW", "Muon"], verbose=False)
+    assert [s.name for s in specs] == ["AdamW"]
+    assert "torch.optim.Muon" in skipped["Muon"] and "optlib[benchmark]" in skipped["Muon"]
+
+
 def test_bad_names_raise():
     with pytest.raises(ValueError, match="optimizers"):
         bm.available_optimizers(["Adamm"])
