@@ -131,11 +131,9 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 class SummaryTable(list):
-    """A list of dict rows that prints as an aligned text table."""
+    """A list of dict rows that shows as an HTML table in a notebook and as aligned text elsewhere."""
 
-    def __str__(self) -> str:
-        if not self:
-            return "(no runs)"
+    def _cells(self) -> tuple[list[str], list[list[str]]]:
         has_accuracy = any(not math.isnan(row["val_accuracy_mean"]) for row in self)
         header = ["optimizer", "final val loss"] + (["val accuracy"] if has_accuracy else []) + ["time (s)", "diverged"]
         lines = []
@@ -145,6 +143,23 @@ class SummaryTable(list):
                 cells.append(_pm(row["val_accuracy_mean"], row["val_accuracy_std"], "{:.3f}"))
             cells += [f"{row['time_mean']:.2f}", f"{row['diverged']}/{row['runs']}"]
             lines.append(cells)
+        return header, lines
+
+    def to_frame(self):
+        """The table as a pandas DataFrame, one row per optimizer (mean ± standard deviation over seeds)."""
+        import pandas as pd
+
+        header, lines = self._cells()
+        return pd.DataFrame(lines, columns=header).set_index("optimizer")
+
+    def _repr_html_(self) -> str:
+        # A notebook (and so the website) shows a table that wraps to the page, not fixed-width text.
+        return self.to_frame().to_html() if self else "<p>(no runs)</p>"
+
+    def __str__(self) -> str:
+        if not self:
+            return "(no runs)"
+        header, lines = self._cells()
         widths = [max(len(str(c)) for c in column) for column in zip(header, *lines)]
         fmt = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
         return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(c) for c in lines])
@@ -361,9 +376,10 @@ def show_experiment(name: str, run_quick: Callable[[], ExperimentResult] | None 
 
     Chapters end with ``optlib.show_experiment("ch09_adam", lambda: optlib.compare_optimizers(...))``:
     the reader sees the GPU numbers with a note saying where they came from, then their own run.
-    Prints each summary table and returns the live result (or the saved one when nothing ran).
+    Shows each summary table (HTML in a notebook) and returns the live result (or the saved one when nothing ran).
     """
     import matplotlib.pyplot as plt
+    from IPython.display import display
 
     record = load_results(name)
     saved = None
@@ -385,7 +401,8 @@ def show_experiment(name: str, run_quick: Callable[[], ExperimentResult] | None 
     fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 4.0), squeeze=False)
     for ax, (result, caption) in zip(axes[0], panels):
         result.plot(metric, ax=ax, title=f"{result.config.get('data', result.name)}: {caption}")
-        print(f"\n{caption}:\n{result.summary()}")
+        print(f"\n{caption}:")
+        display(result.summary())
     if saved is not None:
         fig.suptitle(results_note(record), fontsize=9)
     fig.tight_layout()

@@ -117,3 +117,14 @@ def test_scheduler_and_clipping_per_label():
 def test_bad_arguments_name_themselves(kwargs, name):
     with pytest.raises(ValueError, match=name):
         run(**kwargs)
+
+
+def test_summary_is_an_html_table_in_a_notebook(results_dir):
+    result = run(data=load_digits().subset(200, 100), seeds={"tiny": [0]})
+    table = result.summary()
+    frame = table.to_frame()
+    assert list(frame.index) == [row["optimizer"] for row in table]
+    assert "final val loss" in frame.columns and "±" in frame["final val loss"].iloc[0]
+    html = table._repr_html_()
+    assert html.startswith("<table") and "final val loss" in html
+    assert "final val loss" in str(table)  # plain text outside a notebook
