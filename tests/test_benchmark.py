@@ -586,8 +586,10 @@ def test_tables_give_verdicts_with_effect_sizes(tiny_payload):
 
     sched = result.schedule_table("digits_mlp")
     assert [r["optimizer"] for r in sched] == ["SGD", "Adam", "Muon"]
+    constant_rows = {r["optimizer"]: r for r in rows}
     for r in sched:
         assert r["warm-up + cosine vs constant"] in ("better", "worse", "not distinguishable")
+        assert r["steps to target (constant)"] == constant_rows[r["optimizer"]]["steps to target"]  # one target
         assert "[" in r["Δ loss [95% CI]"] and "[" in r["Hedges' g [95% CI]"]
     versus = result.compare("digits_mlp", "Muon", ["Adam", "SGD"])
     assert [v["versus"] for v in versus] == ["Adam", "SGD"] and all("p_holm" in v for v in versus)
