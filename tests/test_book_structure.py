@@ -126,7 +126,7 @@ def test_every_chapter_notebook_is_in_the_toc_and_vice_versa():
     assert outside == set(), (
         f"_toc.yml notebooks outside chapters/ and chapters/solutions/: {sorted(map(str, outside))}"
     )
-    assert len(NOTEBOOKS) == 13, f"the course has 13 chapters, chapters/ holds {len(NOTEBOOKS)}"
+    assert len(NOTEBOOKS) == 14, f"the course has 14 chapters, chapters/ holds {len(NOTEBOOKS)}"
 
 
 def test_every_solutions_notebook_belongs_to_a_chapter_and_is_in_the_toc():
