@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything the test suite needs, from a fresh clone: a virtual environment,
-# torch, optlib with its book and test extras, Chromium for the browser test
+# torch, optlib with its book, test, assign and benchmark (peers) extras, Chromium for the browser test
 # (where this machine lets us install it), the website build, then pytest over
 # optlib's tests, every notebook in _toc.yml (nbval) and the built site.
 set -euo pipefail
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
-python -m pip install -q "torch==2.13.0" -e ".[book,test,assign]"
+python -m pip install -q "torch==2.13.0" -e ".[book,test,assign,benchmark]"
 
 bash scripts/install_browser.sh || echo "Chromium could not be installed: the browser test will be skipped and say why."
 
