@@ -20,14 +20,13 @@ from . import (
 from ._result import result_name
 
 # What a whole run of each size costs (every problem, optimizer and schedule, one thread
-# per run), measured on 2026-11-29 on the course's 2-core x86-64 CPU while other jobs
-# kept it busy (load average about 10). Quick: Adam's share of the runs took 6.0 min,
-# and there are 11.5 optimizers' worth (Muon runs on 3 of the 6 problems). Full: each
-# problem's time per step at full size, times its steps and runs.
+# per run), measured on 2026-11-29 on the course's 2-core x86-64 CPU. Tiny: while other
+# jobs kept it busy. Quick: on the idle machine with --jobs 2 (the saved
+# benchmark_quick.json records its own wall time). Full: each problem's time per step at
+# full size, times its steps and runs.
 COSTS = {
     "tiny": "about 1 minute (measured: 62 s)",
-    "quick": "about 70 minutes (measured: 6.0 min for Adam's share of the runs); the first quick protocol "
-    "(one schedule, 10 runs per optimizer) took 5 minutes on a quieter day, which puts this one near 20",
+    "quick": "about 9 minutes with --jobs 2 on an idle machine (measured: 525 s), twice that with one job",
     "full": "not for a CPU: measured steps take 63 hours without the transformer and years with it "
     "(40 s per step); meant for a GPU",
 }
