@@ -130,21 +130,18 @@ def test_evaluate_restores_training_mode(digits):
     assert metrics["loss"] == pytest.approx(whole["loss"], rel=1e-5)
 
 
+def _train_tiny_language_model(text, **kwargs):
+    """A one-block, 16-wide transformer trained with AdamW(lr=1e-2) on batches of 8."""
+    model = CharTransformer(text.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16, seed=0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    return train_language_model(model, optimizer, text, batch_size=8, progress=False, **kwargs)
+
+
 def test_language_model_training_records_and_repeats():
     text = load_shakespeare(block_size=16)
 
     def run():
-        model = CharTransformer(text.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16, seed=0)
-        return train_language_model(
-            model,
-            torch.optim.AdamW(model.parameters(), lr=1e-2),
-            text,
-            max_steps=20,
-            batch_size=8,
-            eval_every=10,
-            eval_batches=2,
-            progress=False,
-        )
+        return _train_tiny_language_model(text, max_steps=20, eval_every=10, eval_batches=2)
 
     history = run()
     assert history.n_steps == 20 and history.epochs["step"] == [10.0, 20.0]
@@ -201,18 +198,7 @@ def test_clip_grad_norm_in_the_language_model_loop():
     text = load_shakespeare(block_size=16)
 
     def run(clip):
-        model = CharTransformer(text.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16, seed=0)
-        return train_language_model(
-            model,
-            torch.optim.AdamW(model.parameters(), lr=1e-2),
-            text,
-            max_steps=5,
-            batch_size=8,
-            eval_every=5,
-            eval_batches=1,
-            clip_grad_norm=clip,
-            progress=False,
-        )
+        return _train_tiny_language_model(text, max_steps=5, eval_every=5, eval_batches=1, clip_grad_norm=clip)
 
     clipped, free, loose = run(1e-3), run(None), run(1e6)
     assert clipped.config["clip_grad_norm"] == 1e-3 and free.config["clip_grad_norm"] is None
