@@ -376,6 +376,24 @@ INSPECT_PAGE = r"""
     outputText: outputs.map(el => el.textContent).join('\n'),
     optlibPlayers: article.querySelectorAll('.optlib-player').length,
     jshtmlPlayers: article.querySelectorAll('.animation').length,
+    // Outputs and code wider than their box, with no scrolling box around them: the reader
+    // cannot see their right end (a scrolling box shows its scroll bar in this browser).
+    // A table must fit the column outright (custom.css lets its cells wrap).
+    clipped: (() => {
+      const right = article.getBoundingClientRect().right;
+      const found = [];
+      for (const el of article.querySelectorAll('.cell_output pre, .cell_output table, .cell_output img, .cell_input pre')) {
+        const wide = el.scrollWidth > el.clientWidth + 1 || el.getBoundingClientRect().right > right + 1;
+        if (!wide) continue;
+        let scrolls = false;
+        for (let box = el; box && box !== article.parentElement; box = box.parentElement) {
+          const overflow = getComputedStyle(box).overflowX;
+          if ((overflow === 'auto' || overflow === 'scroll') && box.scrollWidth > box.clientWidth) { scrolls = true; break; }
+        }
+        if (!scrolls || el.tagName === 'TABLE') found.push(`${el.tagName.toLowerCase()} (${Math.round(el.scrollWidth)} px in ${Math.round(el.clientWidth)}): ${el.textContent.trim().slice(0, 60)}`);
+      }
+      return found;
+    })(),
   };
 })()
 """
@@ -569,6 +587,14 @@ def test_chapter_shows_no_error_output(inspected, page):
     assert "Traceback (most recent call last)" not in state["outputText"], f"{page} shows a Python traceback"
     noisy = [text for text in state["stderr"] if ERROR_WORDS.search(text)]
     assert not noisy, f"{page} prints warnings or errors: {noisy}"
+
+
+@pytest.mark.parametrize("page", NOTEBOOK_PAGES)
+def test_no_output_or_code_is_cut_off_on_the_right(inspected, page):
+    clipped = inspected[page]["clipped"]
+    assert not clipped, (
+        f"{page}: wider than the text column, a table at all or other output without a scroll bar: {clipped}"
+    )
 
 
 @pytest.mark.parametrize("page", NOTEBOOK_PAGES)
