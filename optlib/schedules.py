@@ -42,6 +42,10 @@ def warmup_cosine_factor(
 ) -> float:
     """The multiplier of the base learning rate at ``step`` (see the module docstring)."""
     _check(warmup_steps, total_steps, final_fraction, warmup_start)
+    return _factor(step, warmup_steps, total_steps, final_fraction, warmup_start)
+
+
+def _factor(step: int, warmup_steps: int, total_steps: int, final_fraction: float, warmup_start: float) -> float:
     if step < warmup_steps:
         return warmup_start + (1.0 - warmup_start) * step / warmup_steps
     progress = min(step - warmup_steps, total_steps - warmup_steps) / (total_steps - warmup_steps)
@@ -71,7 +75,7 @@ def warmup_cosine(
         0.001
     """
     _check(warmup_steps, total_steps, final_fraction, warmup_start)
+    # Checked once here; the scheduler calls the factor at every step.
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: warmup_cosine_factor(step, warmup_steps, total_steps, final_fraction, warmup_start),
+        optimizer, lambda step: _factor(step, warmup_steps, total_steps, final_fraction, warmup_start)
     )
