@@ -4,7 +4,8 @@ A chapter's closing experiment has three sizes:
 
 * ``"tiny"``: a few dozen steps, for the test suite;
 * ``"quick"``: seconds on a 2-core CPU, what the website build and a laptop run;
-* ``"full"``: the whole data set, tens of epochs and several seeds, on a GPU.
+* ``"full"``: the whole data set, enough epochs to converge and five seeds, on whatever
+  device can afford it (``python -m optlib.results regenerate`` runs them all).
 
 :func:`experiment_size` picks ``"full"`` when a CUDA device is present and
 ``"quick"`` otherwise; the environment variable ``OPTLIB_SIZE`` overrides it.
@@ -18,7 +19,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["pick_device", "experiment_size", "describe_device", "seed_everything", "SIZES"]
+__all__ = ["pick_device", "experiment_size", "describe_device", "device_label", "seed_everything", "SIZES"]
 
 SIZES = ("tiny", "quick", "full")
 
@@ -61,6 +62,35 @@ def _device_name(device: torch.device) -> str:
     return "CPU"
 
 
+def device_label(device: torch.device | str | None = None) -> str:
+    """Where a run ran, in words a reader can compare: a GPU's name, or ``"2-core CPU (AMD EPYC)"``.
+
+    For the CPU the count is of the cores this process may use (its affinity), not of the
+    machine, since that is what a result's wall time depends on.
+    """
+    device = torch.device(device) if device is not None else pick_device()
+    if device.type != "cpu":
+        return _device_name(device)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call
+        cores = os.cpu_count() or 1
+    return f"{cores}-core CPU ({_cpu_model()})"
+
+
+def _cpu_model() -> str:
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown model"
+
+
 def describe_device() -> str:
     """Print (once per process) and return a one-line note on the device and experiment size.
 
@@ -74,7 +104,7 @@ def describe_device() -> str:
     if device.type == "cpu":
         note += (
             f" No GPU found: running the {size} size of the experiments;"
-            " saved full-size results from a GPU are shown where they exist."
+            " saved full-size results are shown where they exist, with the device they ran on."
         )
     if not _described:
         print(note)

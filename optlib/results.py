@@ -1,8 +1,9 @@
 """Results of the full-size experiments, saved as JSON under ``data/results/``.
 
-A chapter runs its closing experiment at full size on a GPU once, saves the numbers with
-:func:`save_results`, and from then on every reader sees them (with :func:`results_note`
-saying where they came from) next to the quick run their own machine can afford.
+A chapter runs its closing experiment at full size once (``python -m optlib.results regenerate``
+runs them all, see :mod:`optlib.regenerate`), saves the numbers with :func:`save_results`, and
+from then on every reader sees them (with :func:`results_note` saying on which device, when and
+how long they took) next to the quick run their own machine can afford.
 
 ``RESULTS_DIR`` is the ``results/`` folder of :func:`optlib.data.data_dir` (``data/results/`` in a
 clone, ``optlib/_data/results/`` in an installed wheel, ``$OPTLIB_DATA/results`` if that is set);
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["RESULTS_DIR", "results_dir", "save_results", "load_results", "results_note"]  # noqa: F822 (RESULTS_DIR: module __getattr__)
+__all__ = ["RESULTS_DIR", "results_dir", "save_results", "load_results", "results_note", "missing_results_note"]  # noqa: F822 (RESULTS_DIR: module __getattr__)
 
 _RESULTS_ENV = "OPTLIB_RESULTS"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -74,20 +75,17 @@ def _jsonable(value):
     return repr(value)
 
 
-def _device_name() -> str:
-    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-
-
 def save_results(
     name: str, payload: dict, *, seeds, config: dict, size: str | None = None, path: Path | str | None = None
 ) -> Path:
     """Write ``payload`` with its provenance to ``<results_dir>/<name>.json`` (or to the file ``path``).
 
-    The metadata record the device (the GPU's name, or ``cpu``), the torch, optlib and
+    The metadata record the device (the GPU's name, or e.g. ``2-core CPU (AMD EPYC)``) and
+    torch's thread count, the torch, optlib and
     Python versions, the seeds, the experiment ``config``, the size, and the UTC time.
     """
     from . import __version__
-    from .device import experiment_size
+    from .device import device_label, experiment_size
 
     _check_name(name)
     if not isinstance(payload, dict):
@@ -98,7 +96,8 @@ def save_results(
     record = {
         "name": name,
         "meta": {
-            "device": _device_name(),
+            "device": device_label(),
+            "threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "optlib": __version__,
             "python": platform.python_version(),
@@ -143,9 +142,36 @@ def _format_seeds(seeds: list[int]) -> str:
 def results_note(results: dict) -> str:
     """One line on where saved results come from.
 
-    For example: ``Saved full-size results: NVIDIA H100 80GB HBM3, torch 2.13.0, seeds 0–4, run on 2026-11-24.``
+    For example: ``Saved full-size results: 2-core CPU (AMD EPYC), torch 2.13.0, seeds 0–4, run on
+    2026-11-29 in 4.2 min.`` (the wall time when the record has it).
     """
     meta = results["meta"]
     date = meta["created_utc"][:10]
     size = meta.get("size", "full")
-    return f"Saved {size}-size results: {meta['device']}, torch {meta['torch']}, {_format_seeds(meta['seeds'])}, run on {date}."
+    wall = (meta.get("config") or {}).get("wall_seconds")
+    took = f" in {_format_duration(wall)}" if isinstance(wall, (int, float)) else ""
+    return (
+        f"Saved {size}-size results: {meta['device']}, torch {meta['torch']}, "
+        f"{_format_seeds(meta['seeds'])}, run on {date}{took}."
+    )
+
+
+def _format_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def missing_results_note(name: str) -> str:
+    """What a page says when ``name`` has no saved full-size results, and how to make them."""
+    from .regenerate import missing_note
+
+    return missing_note(name)
+
+
+if __name__ == "__main__":
+    from .regenerate import main
+
+    raise SystemExit(main())

@@ -34,7 +34,7 @@ def test_save_load_round_trip(results_dir):
     meta = record["meta"]
     assert meta["seeds"] == [0, 1, 2, 3, 4] and meta["config"] == {"lr": 1e-3} and meta["size"] == "full"
     assert meta["torch"] == torch.__version__ and meta["optlib"] == optlib.__version__
-    assert meta["device"] == (torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")
+    assert meta["device"] == optlib.device_label() and meta["threads"] == torch.get_num_threads()
     assert not list(results_dir.glob("*.partial"))
 
 
@@ -55,6 +55,8 @@ def test_note_names_device_torch_seeds_and_date():
     assert R.results_note(record) == (
         "Saved full-size results: NVIDIA H100 80GB HBM3, torch 2.13.0, seeds 0\u20134, run on 2026-11-24."
     )
+    record["meta"]["config"] = {"wall_seconds": 252.0}
+    assert R.results_note(record).endswith("run on 2026-11-24 in 4.2 min.")
     record["meta"]["seeds"] = [3]
     assert "seed 3," in R.results_note(record)
     record["meta"]["seeds"] = [0, 2, 7]
@@ -71,3 +73,65 @@ def test_corrupt_file_is_reported(results_dir):
     (results_dir / "broken.json").write_text("{not json")
     with pytest.raises(ValueError, match="broken.json"):
         R.load_results("broken")
+
+
+def test_device_label_says_cores_and_model_on_cpu():
+    label = optlib.device_label("cpu")
+    cores, _, rest = label.partition("-core CPU (")
+    assert int(cores) >= 1 and rest.endswith(")") and len(rest) > 1, label
+
+
+# ----------------------------------------------------------------------------- regenerate
+
+from optlib import regenerate as G  # noqa: E402
+
+
+def test_every_chapter_experiment_is_in_the_regenerate_plan():
+    """A chapter that saves full-size results must be one the regenerate command runs (and its names must match)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    planned = {name: run.notebook for run in G.FULL_SIZE_RUNS for name in run.names}
+    for notebook in sorted((root / "chapters").glob("[0-9][0-9]_*.ipynb")):
+        text = notebook.read_text()
+        saved = set(re.findall(r'(?:show_experiment|save_results|compare_optimizers)\(\\"(ch\d\d_[a-z0-9_]+)', text))
+        for name in saved:
+            assert planned.get(name) == f"chapters/{notebook.name}", (notebook.name, name)
+    for run in G.FULL_SIZE_RUNS:
+        assert (root / run.notebook).is_file(), run.notebook
+
+
+def test_plan_skips_gpu_only_runs_on_cpu():
+    todo, skipped = G.plan("cpu")
+    assert skipped and all(r.gpu_only for r in skipped) and not any(r.gpu_only for r in todo)
+    todo_gpu, skipped_gpu = G.plan("cuda")
+    assert not skipped_gpu and len(todo_gpu) == len(G.FULL_SIZE_RUNS)
+    assert any(r.command for r in skipped)  # the full benchmark: a command, not a notebook
+    assert [r.chapter for r in G.plan("cpu", ["05", "ch09_adam"])[0]] == ["05_momentum", "09_adam"]
+    with pytest.raises(ValueError, match="--only"):
+        G.plan("cpu", ["99_nothing"])
+
+
+def test_missing_note_gives_the_command_and_why():
+    assert "regenerate --only ch05_momentum" in G.missing_note("ch05_momentum")
+    assert [r.names for r in G.plan("cuda", ["ch13_mnist1d_paper"])[0]] == [("ch13_mnist1d_paper",)]
+    gpu = G.missing_note("ch11_schedules")
+    assert "needs a GPU" in gpu and "--device cuda" in gpu
+    assert R.missing_results_note("ch05_momentum") == G.missing_note("ch05_momentum")
+
+
+def test_list_prints_the_plan_and_runs_nothing(capsys):
+    assert G.main(["regenerate", "--device", "cpu", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "min with one job" in out and "skipped on a CPU" in out and "01_optimization_problem" in out
+
+
+def test_regenerate_executes_a_chapter(tmp_path, monkeypatch):
+    """The real path, on a short chapter at the quick size: the notebook runs in a fresh kernel."""
+    monkeypatch.setenv("OPTLIB_RESULTS", str(tmp_path))
+    root = G._repo_root()
+    run = G.FullSizeRun("chapters/05_momentum.ipynb", ("ch05_momentum",), 1.0)
+    env = dict(__import__("os").environ, OPTLIB_SIZE="quick", OMP_NUM_THREADS="1")
+    done, seconds, error = G._execute(run, root, tmp_path, env)
+    assert error is None and seconds > 0 and (tmp_path / "05_momentum.ipynb").is_file()

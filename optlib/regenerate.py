@@ -1,0 +1,261 @@
+"""Regenerate every saved full-size result with one command.
+
+::
+
+    python -m optlib.results regenerate --device cpu          # what fits on a CPU (about an hour on 2 cores)
+    python -m optlib.results regenerate --device cuda         # everything, the GPU-only runs included
+    python -m optlib.results regenerate --list                # the plan and its estimated time, nothing run
+
+Each chapter's closing experiment is defined once, in the chapter: the same cell runs at the
+quick size on the website and at full size here. So regenerating a result means executing its
+chapter's notebook with ``OPTLIB_SIZE=full`` (the notebook's experiment code saves the results
+under ``data/results/``); the executed copies go to ``build/regenerate/`` for inspection, never
+over the stored notebooks. Runs that a CPU cannot afford (a transformer at nanoGPT's size,
+the full benchmark) are marked ``gpu_only`` with the reason; their pages say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["FULL_SIZE_RUNS", "FullSizeRun", "missing_note", "plan", "main"]
+
+
+@dataclass(frozen=True)
+class FullSizeRun:
+    """A notebook whose execution at full size writes the result files ``names`` (or a command that does)."""
+
+    notebook: str
+    names: tuple[str, ...]
+    cpu_minutes: float  # measured: one job on a 2-core AMD EPYC, the other core busy with another run
+    gpu_only: str | None = None  # why a CPU cannot afford it, if it cannot
+    command: tuple[str, ...] = ()  # run this module (python -m ...) instead of executing the notebook
+
+    @property
+    def chapter(self) -> str:
+        return Path(self.notebook).stem
+
+
+FULL_SIZE_RUNS: tuple[FullSizeRun, ...] = (
+    FullSizeRun("chapters/01_optimization_problem.ipynb", ("ch01_gd_baseline",), 1.0),
+    FullSizeRun("chapters/02_gradient_descent.ipynb", ("ch02_gd_learning_rates",), 3.0),
+    FullSizeRun("chapters/03_sgd.ipynb", ("ch03_sgd",), 3.0),
+    FullSizeRun("chapters/04_minibatch.ipynb", ("ch04_throughput", "ch04_minibatch"), 4.0),
+    FullSizeRun("chapters/05_momentum.ipynb", ("ch05_momentum",), 1.5),
+    FullSizeRun("chapters/06_nesterov.ipynb", ("ch06_nesterov",), 2.0),
+    FullSizeRun("chapters/07_adagrad.ipynb", ("ch07_adagrad",), 10.0),
+    FullSizeRun("chapters/08_rmsprop.ipynb", ("ch08_rmsprop",), 6.0),
+    FullSizeRun("chapters/09_adam.ipynb", ("ch09_adam",), 6.0),
+    FullSizeRun("chapters/10_adamw.ipynb", ("ch10_adamw",), 2.0),
+    FullSizeRun(
+        "chapters/11_schedules.ipynb",
+        ("ch11_schedules",),
+        9 * 5000 * 40 / 60,
+        gpu_only="nanoGPT's shakespeare-char transformer takes about 40 s per step on a 2-core CPU, "
+        "so the 9 runs of 5,000 steps (3 arms, 3 seeds) would take about three weeks",
+    ),
+    FullSizeRun("chapters/12_combined.ipynb", ("ch12_combined",), 10.0),
+    FullSizeRun("chapters/13_comparison.ipynb", ("ch13_mnist1d_paper",), 6.0),
+    FullSizeRun(
+        "chapters/14_fast_and_at_scale.ipynb",
+        ("ch14_step_time",),
+        30.0,
+        gpu_only="its full size times optimizer steps on 268M parameters, a measurement meant for a GPU's "
+        "memory bandwidth; the CPU's own figures are printed live on the page and by benchmarks/step_time.py",
+    ),
+    # Chapter 13 reads the benchmark; the benchmark is a command of its own.
+    FullSizeRun(
+        "chapters/13_comparison.ipynb",
+        ("benchmark_full",),
+        63 * 60,
+        gpu_only="the full benchmark tunes 13 optimizers on 6 problems with 10 seeds and 2 schedules; "
+        "its measured steps take about 63 hours on a 2-core CPU without the transformer",
+        command=("optlib.benchmark", "--size", "full", "--force"),
+    ),
+)
+
+
+# A cell that runs longer than this has hung (the longest full-size cell takes minutes).
+CELL_TIMEOUT_S = 3 * 3600
+
+
+def _by_name() -> dict[str, FullSizeRun]:
+    return {name: run for run in FULL_SIZE_RUNS for name in run.names}
+
+
+def missing_note(name: str) -> str:
+    """What a page says when ``name`` has no saved full-size results: why, and the command that makes them."""
+    run = _by_name().get(name)
+    if run is None:
+        return f"No saved full-size results for {name!r}."
+    command = f"python -m optlib.results regenerate --only {name}"
+    if run.gpu_only:
+        return (
+            f"No saved full-size results for {name!r}: the full size needs a GPU ({run.gpu_only}), and none was "
+            f"available when the results were regenerated. On a machine with one: `{command} --device cuda`."
+        )
+    return (
+        f"No saved full-size results for {name!r} yet: `{command}` makes them "
+        f"(about {run.cpu_minutes:.0f} min on a 2-core CPU)."
+    )
+
+
+def plan(device: str, only: list[str] | None = None) -> tuple[list[FullSizeRun], list[FullSizeRun]]:
+    """The runs to do on ``device`` and those skipped (GPU-only on a CPU), optionally only some chapters."""
+    runs = list(FULL_SIZE_RUNS)
+    if only:
+        known = {run.chapter for run in runs} | set(_by_name())
+        unknown = [o for o in only if o not in known and not any(r.chapter.startswith(o) for r in runs)]
+        if unknown:
+            raise ValueError(
+                f"Invalid --only: {unknown} match no chapter; use chapter files such as '05_momentum' "
+                f"or result names such as 'ch05_momentum' (see --list)"
+            )
+        runs = [r for r in runs if any(r.chapter.startswith(o) or o in r.names for o in only)]
+    skipped = [r for r in runs if device == "cpu" and r.gpu_only]
+    return [r for r in runs if r not in skipped], skipped
+
+
+def _repo_root() -> Path:
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "chapters").is_dir():
+        raise RuntimeError(
+            f"regenerate runs the chapters' notebooks and needs a clone of the course; {root} has no chapters/ folder"
+        )
+    return root
+
+
+def _execute(run: FullSizeRun, root: Path, out_dir: Path, env: dict) -> tuple[FullSizeRun, float, str | None]:
+    """Execute one notebook in a fresh kernel; return its wall time and an error summary, if any."""
+    started = time.perf_counter()
+    if run.command:
+        done = subprocess.run([sys.executable, "-m", *run.command], env=env, cwd=root, capture_output=True, text=True)
+        error = None if done.returncode == 0 else "\n".join(done.stderr.strip().splitlines()[-6:])
+        return run, time.perf_counter() - started, error
+    output = out_dir / Path(run.notebook).name
+    script = (
+        f"import sys, nbformat\nCELL_TIMEOUT = {CELL_TIMEOUT_S}\n"
+        "from nbclient import NotebookClient\n"
+        "nb = nbformat.read(sys.argv[1], as_version=4)\n"
+        "client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name='python3', "
+        "resources={'metadata': {'path': sys.argv[3]}})\n"
+        "try:\n"
+        "    client.execute()\n"
+        "finally:\n"
+        "    nbformat.write(nb, sys.argv[2])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(root / run.notebook), str(output), str(root / "chapters")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    error = None
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        error = "\n".join(lines[-6:]) + f"\n(executed copy with the traceback: {output})"
+    return run, time.perf_counter() - started, error
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tqdm.auto import tqdm
+
+    from .results import results_dir
+
+    parser = argparse.ArgumentParser(
+        prog="python -m optlib.results",
+        description="Regenerate the saved full-size results under data/results/ by running each chapter's "
+        "notebook at full size (OPTLIB_SIZE=full).",
+    )
+    parser.add_argument("command", choices=["regenerate"], help="the only command")
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cuda" if _cuda_available() else "cpu",
+        help="where to run; cpu skips the GPU-only runs (the default: cuda if there is one)",
+    )
+    parser.add_argument("--only", nargs="+", metavar="CHAPTER", help="chapters (e.g. 05_momentum) or result names")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="notebooks run at the same time, each with cores/jobs threads (cpu)"
+    )
+    parser.add_argument("--list", action="store_true", help="print the plan and its estimated time, run nothing")
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be an integer >= 1, got {args.jobs}")
+    try:
+        todo, skipped = plan(args.device, args.only)
+    except ValueError as err:
+        parser.error(str(err))
+
+    estimate = sum(r.cpu_minutes for r in todo)
+    if args.device == "cpu":
+        print(f"{len(todo)} notebooks at full size on the CPU, about {estimate:.0f} min with one job (measured)")
+    else:
+        print(f"{len(todo)} notebooks at full size on CUDA (the CPU estimate is {estimate:.0f} min; a GPU is faster)")
+    for run in todo:
+        print(f"  {_what(run):28s} -> {', '.join(run.names):38s} ~{run.cpu_minutes:.0f} min on a CPU")
+    for run in skipped:
+        print(f"  {_what(run):28s} skipped on a CPU: {run.gpu_only}")
+    if args.list or not todo:
+        return 0
+
+    try:
+        import nbclient  # noqa: F401
+    except ImportError:
+        parser.error("regenerate executes the chapters with nbclient: pip install -e '.[book,test]' first")
+    root = _repo_root()
+    out_dir = root / "build" / "regenerate"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Static widgets, as in the book build: live ipywidgets wait for a front end that nbclient is not,
+    # and the kernel would sit idle after the first slider.
+    env = dict(os.environ, OPTLIB_SIZE="full", OPTLIB_STATIC="1", TQDM_MININTERVAL="5")
+    if args.device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""  # a GPU machine can still make (and label) CPU results
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        env["OMP_NUM_THREADS"] = str(max(1, cores // args.jobs))
+    elif not _cuda_available():
+        parser.error("--device cuda: no CUDA device is visible")
+    started = time.time()
+    failures = []
+    bar = tqdm(
+        total=round(estimate, 1), unit="min", desc="regenerate", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} est. min"
+    )
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(_execute, run, root, out_dir, env) for run in todo]
+        for future in as_completed(futures):
+            run, seconds, error = future.result()
+            bar.update(run.cpu_minutes)
+            written = [n for n in run.names if _written_since(results_dir() / f"{n}.json", started)]
+            status = "ok" if error is None and len(written) == len(run.names) else "FAILED"
+            tqdm.write(f"{_what(run)}: {status} in {seconds / 60:.1f} min, wrote {written or 'nothing'}")
+            if error is not None:
+                tqdm.write(error)
+            if status != "ok":
+                failures.append(run.chapter)
+    bar.close()
+    print(f"done in {(time.time() - started) / 60:.1f} min; results in {results_dir()}")
+    if failures:
+        print(f"failed: {failures}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _what(run: FullSizeRun) -> str:
+    return f"python -m {run.command[0]}" if run.command else run.chapter
+
+
+def _written_since(path: Path, started: float) -> bool:
+    return path.is_file() and path.stat().st_mtime >= started
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
