@@ -13,7 +13,7 @@
 The size (``"tiny"``, ``"quick"`` or ``"full"``, see :func:`~optlib.device.experiment_size`)
 picks the data, the number of epochs and the seeds; at ``"full"`` size the histories are
 saved to ``data/results/<name>.json``. :func:`show_experiment` plots saved full-size
-results next to a live quick run.
+results next to a live quick run and says whether the two rank the optimizers alike.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from .data import DataSplits, TextData, load_digits, load_mnist, load_mnist1d, load_shakespeare
 from .device import SIZES, experiment_size, seed_everything
-from .results import load_results, results_note, save_results
+from .results import load_results, missing_results_note, results_note, save_results
 from .training import History, train, train_language_model
 
 __all__ = [
@@ -38,6 +38,8 @@ __all__ = [
     "ExperimentResult",
     "SummaryTable",
     "show_experiment",
+    "compare_sizes",
+    "SizeComparison",
     "load_experiment_data",
     "DEFAULT_EPOCHS",
     "DEFAULT_SEEDS",
@@ -375,8 +377,10 @@ def show_experiment(name: str, run_quick: Callable[[], ExperimentResult] | None 
     """Plot the saved full-size results of ``name`` (if any) and the result of ``run_quick()`` (if given).
 
     Chapters end with ``optlib.show_experiment("ch09_adam", lambda: optlib.compare_optimizers(...))``:
-    the reader sees the GPU numbers with a note saying where they came from, then their own run.
-    Shows each summary table (HTML in a notebook) and returns the live result (or the saved one when nothing ran).
+    the reader sees the full-size numbers with a note saying where, when and how long they ran,
+    then their own run, then (see :func:`compare_sizes`) the two side by side and whether their
+    rankings agree. Shows each summary table (HTML in a notebook) and returns the live result (or
+    the saved one when nothing ran).
     """
     import matplotlib.pyplot as plt
     from IPython.display import display
@@ -387,7 +391,7 @@ def show_experiment(name: str, run_quick: Callable[[], ExperimentResult] | None 
         saved = ExperimentResult.from_dict(record["payload"])
         print(results_note(record))
     else:
-        print(f"No saved full-size results for {name!r} yet: run this chapter on a GPU to create them.")
+        print(missing_results_note(name))
     live = run_quick() if run_quick is not None else None
     if live is not None and not isinstance(live, ExperimentResult):
         raise ValueError(f"Invalid run_quick: it returned {type(live).__name__}; it must return an ExperimentResult")
@@ -407,4 +411,67 @@ def show_experiment(name: str, run_quick: Callable[[], ExperimentResult] | None 
         fig.suptitle(results_note(record), fontsize=9)
     fig.tight_layout()
     plt.show()
+    if saved is not None and live is not None and live.size != saved.size:
+        comparison = compare_sizes(saved, live)
+        display(comparison.table)
+        print(comparison.verdict)
     return live if live is not None else saved
+
+
+@dataclass
+class SizeComparison:
+    """The saved full-size run beside a live run: a table and a sentence on whether their rankings agree."""
+
+    table: object  # a pandas DataFrame, one row per optimizer
+    full_ranking: list[str]
+    live_ranking: list[str]
+
+    @property
+    def agree(self) -> bool:
+        return self.full_ranking == self.live_ranking
+
+    @property
+    def verdict(self) -> str:
+        if len(self.full_ranking) < 2:
+            return "(one optimizer: nothing to rank)"
+        order = lambda ranking: " < ".join(ranking)
+        if self.agree:
+            return f"Ranked by final validation loss, both sizes agree: {order(self.full_ranking)}."
+        return (
+            f"The sizes disagree. Ranked by final validation loss, the full size gives {order(self.full_ranking)}, "
+            f"this run {order(self.live_ranking)}. The full-size ranking, with more data, steps and seeds, "
+            f"is the one to trust; where the text above reads this run, it describes the quick size only."
+        )
+
+
+def compare_sizes(saved: ExperimentResult, live: ExperimentResult) -> SizeComparison:
+    """Each optimizer's final validation loss (and accuracy) in the saved run and in the live one, ranked."""
+    import pandas as pd
+
+    full_rows = {row["optimizer"]: row for row in saved.summary()}
+    live_rows = {row["optimizer"]: row for row in live.summary()}
+    labels = [label for label in full_rows if label in live_rows]
+    rank = lambda rows: sorted(labels, key=lambda label: _nan_last(rows[label]["val_loss_mean"]))
+    full_ranking, live_ranking = rank(full_rows), rank(live_rows)
+    has_accuracy = any(not math.isnan(full_rows[label]["val_accuracy_mean"]) for label in labels)
+    n_full, n_live = len(saved.seeds), len(live.seeds)
+    table = []
+    for label in labels:
+        row = {"optimizer": label}
+        for size, rows, ranking, n in (
+            (saved.size, full_rows, full_ranking, n_full),
+            (live.size, live_rows, live_ranking, n_live),
+        ):
+            r = rows[label]
+            row[f"{size}: val loss ({n} seed{'s' if n > 1 else ''})"] = _pm(
+                r["val_loss_mean"], r["val_loss_std"], "{:.4f}"
+            )
+            if has_accuracy:
+                row[f"{size}: val accuracy"] = _pm(r["val_accuracy_mean"], r["val_accuracy_std"], "{:.3f}")
+            row[f"{size}: rank"] = ranking.index(label) + 1
+        table.append(row)
+    return SizeComparison(pd.DataFrame(table).set_index("optimizer"), full_ranking, live_ranking)
+
+
+def _nan_last(value: float) -> float:
+    return math.inf if math.isnan(value) else value

@@ -66,6 +66,7 @@ def test_full_size_saves_and_show_experiment_plots_both(results_dir, capsys):
     live = show_experiment("unit_test", lambda: run(data=data, seeds={"tiny": [0]}), metric="val_accuracy")
     out = capsys.readouterr().out
     assert "Saved full-size results: " in out and "this run (tiny size)" in out
+    assert "Ranked by final validation loss" in out or "The sizes disagree" in out
     assert live.size == "tiny"
     figure = matplotlib.pyplot.gcf()
     assert len(figure.axes) == 2 and all(ax.get_title() and ax.get_xlabel() and ax.get_ylabel() for ax in figure.axes)
@@ -128,3 +129,29 @@ def test_summary_is_an_html_table_in_a_notebook(results_dir):
     html = table._repr_html_()
     assert html.startswith("<table") and "final val loss" in html
     assert "final val loss" in str(table)  # plain text outside a notebook
+
+
+def _result(size, finals, seeds=(0, 1)):
+    """An ExperimentResult whose runs end at the given validation losses (one list per label)."""
+    from optlib.training import History
+
+    histories = {}
+    for label, losses in finals.items():
+        runs = []
+        for seed, loss in zip(seeds, losses):
+            h = History(optimizer=label, seed=seed)
+            h.epochs = {"epoch": [1], "val_loss": [loss], "val_accuracy": [1 - loss / 10], "time": [1.0]}
+            runs.append(h)
+        histories[label] = runs
+    return ExperimentResult(name="unit_test", size=size, histories=histories, seeds=list(seeds))
+
+
+def test_compare_sizes_says_whether_the_rankings_agree():
+    full = _result("full", {"A": [0.10, 0.12], "B": [0.30, 0.32], "C": [0.20, 0.22]})
+    agree = optlib.compare_sizes(full, _result("quick", {"A": [0.5], "B": [0.9], "C": [0.7]}, seeds=(0,)))
+    assert agree.agree and agree.full_ranking == ["A", "C", "B"]
+    assert agree.verdict.startswith("Ranked by final validation loss, both sizes agree: A < C < B")
+    assert list(agree.table.index) == ["A", "B", "C"] and agree.table.loc["B", "full: rank"] == 3
+    assert agree.table.loc["A", "full: val loss (2 seeds)"] == "0.1100 ± 0.0141"
+    disagree = optlib.compare_sizes(full, _result("quick", {"A": [0.9], "B": [0.5], "C": [0.7]}, seeds=(0,)))
+    assert not disagree.agree and "The sizes disagree" in disagree.verdict and "B < C < A" in disagree.verdict
