@@ -206,3 +206,16 @@ def test_splits_subset_and_to():
     assert small.to("cpu") is small
     with pytest.raises(ValueError, match="n_train"):
         splits.subset(n_train=10**6)
+
+
+def test_mnist1d_paper_split_is_the_packages_own():
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    paper = D.load_mnist1d_paper()
+    reference = make_dataset(get_dataset_args())
+    assert paper.n_train == 4000 and paper.n_val == 1000
+    assert np.array_equal(paper.X_train.numpy(), reference["x"].astype(np.float32))
+    assert np.array_equal(paper.y_train.numpy(), reference["y"]) and np.array_equal(
+        paper.y_val.numpy(), reference["y_test"]
+    )
+    assert np.array_equal(paper.X_val.numpy(), reference["x_test"].astype(np.float32))
