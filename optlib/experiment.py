@@ -43,11 +43,15 @@ __all__ = [
     "load_experiment_data",
     "DEFAULT_EPOCHS",
     "DEFAULT_SEEDS",
+    "SAVED_POINTS",
 ]
 
 DEFAULT_EPOCHS = {"tiny": 1, "quick": 5, "full": 30}
 DEFAULT_SEEDS = {"tiny": [0], "quick": [0], "full": [0, 1, 2, 3, 4]}
 DEFAULT_STEPS = {"tiny": 20, "quick": 150, "full": 5000}  # language models count steps, not epochs
+# Values per series in a saved result: enough for smooth curves, and 3,000 epochs of 25 runs
+# stay a file of hundreds of kilobytes, not megabytes (the wheel carries every saved result).
+SAVED_POINTS = 400
 
 # Per size, how much of each named data set to use: quick sizes train in seconds on a 2-core CPU.
 _DATA_SIZES = {
@@ -225,14 +229,22 @@ class ExperimentResult:
             self.histories, metric=metric, ax=ax, title=title, xlabel=xlabel, ylabel=metric.replace("_", " ")
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self, max_points: int | None = None) -> dict:
+        """A JSON-able dict; with ``max_points``, every series thinned to at most that many values."""
+        thin = (lambda h: h) if max_points is None else (lambda h: h.thinned(max_points))
         return {
             "name": self.name,
             "size": self.size,
             "seeds": list(self.seeds),
             "config": self.config,
-            "histories": {label: [h.to_dict() for h in runs] for label, runs in self.histories.items()},
+            "histories": {label: [thin(h).to_dict() for h in runs] for label, runs in self.histories.items()},
         }
+
+    def save(self):
+        """Save as ``<results_dir>/<name>.json``, each series thinned to :data:`SAVED_POINTS` values."""
+        return save_results(
+            self.name, self.to_dict(max_points=SAVED_POINTS), seeds=self.seeds, config=self.config, size=self.size
+        )
 
     @classmethod
     def from_dict(cls, data: dict) -> ExperimentResult:
@@ -369,7 +381,7 @@ def compare_optimizers(
     config["wall_seconds"] = time.perf_counter() - started
     result = ExperimentResult(name=name, size=size, histories=histories, seeds=seeds, config=config)
     if save if save is not None else size == "full":
-        save_results(name, result.to_dict(), seeds=seeds, config=config, size=size)
+        result.save()
     return result
 
 

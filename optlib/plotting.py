@@ -356,7 +356,11 @@ def _x_values(history, metric: str, length: int) -> np.ndarray:
     epochs = getattr(history, "epochs", None)
     if metric != "step_loss" and isinstance(epochs, Mapping) and len(epochs.get("epoch", ())) >= length:
         return np.asarray(epochs["epoch"][:length], dtype=np.float64)
-    return np.arange(1, length + 1, dtype=np.float64)
+    steps = np.arange(1, length + 1, dtype=np.float64)
+    every = getattr(history, "steps_per_loss", 1)
+    if metric == "step_loss" and every > 1:  # a thinned history: each value is the mean of `every` steps
+        return np.minimum(steps * every, history.n_steps)
+    return steps
 
 
 def _is_several_runs(value) -> bool:

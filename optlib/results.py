@@ -55,21 +55,24 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _jsonable(value):
-    """Plain JSON: tuples become lists, tensors numbers or lists, NaN and infinities None."""
+def _jsonable(value, digits: int | None = None):
+    """Plain JSON: tuples become lists, tensors numbers or lists, NaN and infinities None;
+    floats rounded to ``digits`` significant digits if given."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): _jsonable(v, digits) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, digits) for v in value]
     if isinstance(value, torch.Tensor):
         # A one-element tensor (a tensor lr, say) is a number, not a list of one.
-        return _jsonable(value.item() if value.numel() == 1 else value.tolist())
+        return _jsonable(value.item() if value.numel() == 1 else value.tolist(), digits)
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        if not math.isfinite(value):
+            return None
+        return value if digits is None else float(f"{value:.{digits}g}")
     if isinstance(value, (bool, int, str)) or value is None:
         return value
     if hasattr(value, "item"):  # numpy scalars
-        return _jsonable(value.item())
+        return _jsonable(value.item(), digits)
     if isinstance(value, type):
         return value.__name__
     return repr(value)
@@ -106,13 +109,16 @@ def save_results(
             "config": _jsonable(config),
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         },
-        "payload": _jsonable(payload),
+        # Six significant digits: more than any plot or test of a training run resolves, and
+        # half the characters of a float64's repr.
+        "payload": _jsonable(payload, digits=6),
     }
     path = results_dir() / f"{name}.json" if path is None else Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Write then rename, so an interrupted run never leaves half a file for the chapters to read.
     partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
+    # Compact: an indented file of long curves is mostly whitespace and line breaks.
+    partial.write_text(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
     partial.replace(path)
     return path
 

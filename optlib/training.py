@@ -20,7 +20,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +62,10 @@ class History:
     * ``val_loss`` and, for classification, ``val_accuracy``,
     * ``lr``: the learning rate of the last step (of the first parameter group),
     * ``time``: cumulative training time in seconds, evaluation excluded.
+
+    A history thinned for saving (:meth:`thinned`) keeps every ``steps_per_loss``-th
+    stretch of steps as one mean in ``step_loss`` (and ``grad_norm``), and records the
+    run's ``total_steps``.
     """
 
     optimizer: str = ""
@@ -74,6 +78,8 @@ class History:
     seed: int | None = None
     device: str = "cpu"
     config: dict = field(default_factory=dict)
+    steps_per_loss: int = 1
+    total_steps: int | None = None
 
     _HIGHER_IS_BETTER = ("val_accuracy", "accuracy")
 
@@ -98,7 +104,34 @@ class History:
 
     @property
     def n_steps(self) -> int:
-        return len(self.step_loss)
+        return self.total_steps if self.total_steps is not None else len(self.step_loss)
+
+    def thinned(self, max_points: int) -> History:
+        """A copy with at most ``max_points`` values per series, for saving long runs compactly.
+
+        Evaluations are kept at evenly spaced indices, the first and the last among them (so
+        :meth:`final` is unchanged and :meth:`best` is the best of those kept); per-step
+        series become means over equal stretches of steps (a mean keeps a plot's level where
+        every k-th value would keep one step's noise).
+        """
+        if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 2:
+            raise ValueError(f"Invalid max_points: {max_points!r}; max_points must be an integer >= 2")
+        n_evals = max((len(v) for v in self.epochs.values()), default=0)
+        keep = sorted({round(i * (n_evals - 1) / (max_points - 1)) for i in range(max_points)}) if n_evals else []
+        stride = max(1, math.ceil(len(self.step_loss) / max_points)) * self.steps_per_loss
+
+        def block_means(values: list[float]) -> list[float]:
+            k = stride // self.steps_per_loss
+            return [sum(values[i : i + k]) / len(values[i : i + k]) for i in range(0, len(values), k)]
+
+        return replace(
+            self,
+            step_loss=block_means(self.step_loss),
+            grad_norm=block_means(self.grad_norm),
+            epochs={key: [values[i] for i in keep if i < len(values)] for key, values in self.epochs.items()},
+            steps_per_loss=stride,
+            total_steps=self.n_steps,
+        )
 
     def to_dict(self) -> dict:
         """A JSON-able dict (non-finite numbers become ``None``)."""

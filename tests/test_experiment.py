@@ -61,7 +61,7 @@ def test_full_size_saves_and_show_experiment_plots_both(results_dir, capsys):
     record = optlib.load_results("unit_test")
     assert record["meta"]["seeds"] == [0, 1] and record["meta"]["config"]["data"] == "digits"
     restored = ExperimentResult.from_dict(json.loads(json.dumps(record["payload"])))
-    assert restored.histories["Adam"][1].step_loss == result.histories["Adam"][1].step_loss
+    assert restored.histories["Adam"][1].step_loss == pytest.approx(result.histories["Adam"][1].step_loss, rel=1e-5)
 
     live = show_experiment("unit_test", lambda: run(data=data, seeds={"tiny": [0]}), metric="val_accuracy")
     out = capsys.readouterr().out
@@ -155,3 +155,20 @@ def test_compare_sizes_says_whether_the_rankings_agree():
     assert agree.table.loc["A", "full: val loss (2 seeds)"] == "0.1100 ± 0.0141"
     disagree = optlib.compare_sizes(full, _result("quick", {"A": [0.9], "B": [0.5], "C": [0.7]}, seeds=(0,)))
     assert not disagree.agree and "The sizes disagree" in disagree.verdict and "B < C < A" in disagree.verdict
+
+
+def test_thinned_history_keeps_the_ends_and_the_step_count():
+    from optlib.training import History
+
+    h = History(optimizer="SGD", step_loss=[float(i) for i in range(1, 1001)])
+    h.epochs = {"epoch": list(range(1, 101)), "val_loss": [1.0 / e for e in range(1, 101)]}
+    thin = h.thinned(10)
+    assert thin.n_steps == 1000 and thin.steps_per_loss == 100 and len(thin.step_loss) == 10
+    assert thin.step_loss[0] == pytest.approx(50.5) and thin.step_loss[-1] == pytest.approx(950.5)
+    assert len(thin.epochs["epoch"]) == 10 and thin.epochs["epoch"][0] == 1 and thin.epochs["epoch"][-1] == 100
+    assert thin.final("val_loss") == h.final("val_loss")
+    again = History.from_dict(json.loads(json.dumps(thin.to_dict())))
+    assert again.n_steps == 1000 and again.steps_per_loss == 100
+    assert h.thinned(5000).step_loss == h.step_loss  # short enough: unchanged
+    with pytest.raises(ValueError, match="max_points"):
+        h.thinned(1)
