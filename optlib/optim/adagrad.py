@@ -167,7 +167,7 @@ def _adagrad_fused(
         _adagrad_fused_kernel(
             "Adagrad",
             [b_params, b_grads, b_sums],
-            decayed_lr=(scalars["lr"] / (1 + (t - 1) * lr_decay)).unbind(),
+            decayed_lr=scalars["lr"] / (1 + (t - 1) * lr_decay),
             maximize=maximize,
             **scalars,
         )

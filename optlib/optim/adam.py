@@ -312,8 +312,8 @@ def _adam_fused(
         _adam_fused_kernel(
             optimizer_name,
             tensors,
-            step_size=(scalars["lr"] / (1 - scalars["beta1"] ** t)).unbind(),
-            bias_correction2_sqrt=(1 - scalars["beta2"] ** t).sqrt().unbind(),
+            step_size=scalars["lr"] / (1 - scalars["beta1"] ** t),
+            bias_correction2_sqrt=(1 - scalars["beta2"] ** t).sqrt(),
             amsgrad=amsgrad,
             nesterov=nesterov,
             maximize=maximize,

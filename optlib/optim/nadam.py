@@ -203,9 +203,9 @@ def _nadam_fused(
         _nadam_fused_kernel(
             "NAdam",
             tensors,
-            grad_step_size=(scalars["lr"] * (1 - mu) / (1 - mu_product)).unbind(),
-            momentum_step_size=(scalars["lr"] * mu_next / (1 - mu_product * mu_next)).unbind(),
-            bias_correction2=(1 - scalars["beta2"] ** t).unbind(),
+            grad_step_size=scalars["lr"] * (1 - mu) / (1 - mu_product),
+            momentum_step_size=scalars["lr"] * mu_next / (1 - mu_product * mu_next),
+            bias_correction2=1 - scalars["beta2"] ** t,
             maximize=maximize,
             **_decay_flags(decoupled_weight_decay, weight_decay),
             **scalars,
