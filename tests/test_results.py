@@ -124,7 +124,7 @@ def test_missing_note_gives_the_command_and_why():
 def test_list_prints_the_plan_and_runs_nothing(capsys):
     assert G.main(["regenerate", "--device", "cpu", "--list"]) == 0
     out = capsys.readouterr().out
-    assert "min with one job" in out and "skipped on a CPU" in out and "01_optimization_problem" in out
+    assert "notebook-minutes" in out and "skipped on a CPU" in out and "01_optimization_problem" in out
 
 
 def test_regenerate_executes_a_chapter(tmp_path, monkeypatch):
