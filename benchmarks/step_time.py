@@ -25,6 +25,7 @@ paid once per process, less when Inductor's on-disk cache already holds it).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -109,6 +110,15 @@ def measure_bandwidth(n: int, device: torch.device, repeats: int = 20) -> tuple[
     return max(reached.values()), reached
 
 
+def _load_note(when: str) -> str:
+    """The machine's load beside the times: other processes on a shared machine slow every path,
+    the multi-threaded kernels most (an OpenMP thread that waits for a busy core)."""
+    if not hasattr(os, "getloadavg"):
+        return f"load average {when}: not available on this platform"
+    one, five, _ = os.getloadavg()
+    return f"load average {when}: {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} logical CPUs"
+
+
 def make_optimizers(opt_name: str, ref_name: str, kwargs: dict, shapes, device) -> dict:
     """One optimizer per (library, path), each over its own copy of the same parameters and gradients."""
     generator = torch.Generator().manual_seed(0)
@@ -174,6 +184,7 @@ def main() -> None:
     models = args.models or (CPU_MODELS if device.type == "cpu" else list(MODELS))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {device} ({name}); torch {torch.__version__}; optlib {optlib.__version__}")
+    print(_load_note("at the start"))
 
     columns = [(lib, path) for lib in ("torch", "optlib") for path in PATHS]
     for model in models:
@@ -229,6 +240,7 @@ def main() -> None:
                         f"goal 2, {model}: optlib fused NesterovAdamW reaches {limit / ours:.0%} of the bandwidth "
                         f"limit (goal >= 70%: {'met' if limit / ours >= 0.7 else 'not met'})"
                     )
+    print(_load_note("at the end"))
     print("\ncompile seconds of each fused kernel variant (first call, this process):")
     for variant, seconds in compile_seconds().items():
         print(f"  {seconds:6.1f} s  {variant}")

@@ -17,9 +17,9 @@ These choices keep the compiled step fast and stable:
   paid once per 8 parameters instead of once per parameter. A first version compiled
   one call per parameter; at 10M parameters in 17 large tensors that fixed cost was
   about 0.4 ms of a 6.5 ms step. A single graph over all of a model's tensors would
-  pay it once per step, but its compile time grows with the model (38 s for the
-  51 tensors of benchmarks/step_time.py), while a chunk of 8 compiles in about 11 s
-  (8 s for one parameter) on a 2-core CPU with an empty Inductor cache;
+  pay it once per step, but its compile time grows with the model (about 40 s for
+  the 51 tensors of benchmarks/step_time.py), while a chunk of 8 compiles in about
+  11 s (8 s for one parameter) on a 2-core CPU with an empty Inductor cache;
 * the last chunk of a step is filled up with two-element zero tensors, so every
   call has the same arity; Dynamo's duck shaping is turned off, so that merely
   equal sizes (say, a bias and a norm's scale) do not become one symbol with a guard
@@ -41,9 +41,9 @@ fused step the parameters under ``FUSED_MIN_NUMEL`` elements take the multi-tens
 path (one ``torch._foreach_*`` call per operation for all of them), and only the
 large ones, which hold almost all the bytes, run the compiled kernel. What is left
 between optlib's fused step and torch's hand-written one on a CPU is this per-step
-Python (about 0.5–0.8 ms for 51 tensors, against torch's 0.15 ms) and, with one
-thread, a kernel about 8 % slower than torch's; with two threads the kernels are
-level on large tensors.
+Python (about 0.6–0.8 ms for 51 tensors, against torch's 0.2 ms) and, with one
+thread, a kernel 8–12 % slower than torch's; with two threads the kernels are level
+on a large tensor.
 """
 
 from __future__ import annotations
