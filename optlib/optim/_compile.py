@@ -67,6 +67,10 @@ _RECOMPILE_LIMIT = 64
 
 _COMPILE_SECONDS: dict[str, float] = {}
 
+# A private option of torch.fx (see FusedKernel.__call__); a torch without it compiles
+# more often, not wrongly.
+_NO_DUCK_SHAPES = {"use_duck_shape": False} if hasattr(fx_config, "use_duck_shape") else {}
+
 #: Parameters with fewer elements than this take the multi-tensor path within a fused
 #: step: a compiled call's fixed cost (Dynamo's wrappers, about 20 µs on a CPU) is more
 #: than streaming 64K float32 elements through it. Tests set it to 0 (or the environment
@@ -291,7 +295,7 @@ class FusedKernel:
         # Sizes that are merely equal must not become one symbol (duck shaping): the graph
         # would then guard on which of a chunk's tensors have equal sizes, and compile again
         # for every chunk whose pattern differs.
-        with torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT), fx_config.patch(use_duck_shape=False):
+        with torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT), fx_config.patch(_NO_DUCK_SHAPES):
             for start in range(0, len(rows), CHUNK):
                 chunk = rows[start : start + CHUNK]
                 chunk_values = {k: v[start : start + CHUNK] for k, v in per_param.items()}
