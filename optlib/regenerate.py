@@ -35,7 +35,7 @@ class FullSizeRun:
     notebook: str
     names: tuple[str, ...]
     # Measured: the notebook's wall time at full size on a 2-core AMD EPYC with --jobs 2 (one
-    # thread per kernel), rounded up; the 12 that fit on a CPU take about 12 minutes that way.
+    # thread per kernel), rounded up; the 13 that fit on a CPU take about 12 minutes that way.
     cpu_minutes: float
     gpu_only: str | None = None  # why a CPU cannot afford it, if it cannot
     command: tuple[str, ...] = ()  # run this module (python -m ...) instead of executing the notebook
