@@ -71,11 +71,15 @@ def device_label(device: torch.device | str | None = None) -> str:
     device = torch.device(device) if device is not None else pick_device()
     if device.type != "cpu":
         return _device_name(device)
+    return f"{usable_cores()}-core CPU ({_cpu_model()})"
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity; the machine's count where there is none)."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS and Windows have no affinity call
-        cores = os.cpu_count() or 1
-    return f"{cores}-core CPU ({_cpu_model()})"
+        return os.cpu_count() or 1
 
 
 def _cpu_model() -> str:

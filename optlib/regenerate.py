@@ -108,14 +108,14 @@ def plan(device: str, only: list[str] | None = None) -> tuple[list[FullSizeRun],
     """The runs to do on ``device`` and those skipped (GPU-only on a CPU), optionally only some chapters."""
     runs = list(FULL_SIZE_RUNS)
     if only:
-        known = {run.chapter for run in runs} | set(_by_name())
-        unknown = [o for o in only if o not in known and not any(r.chapter.startswith(o) for r in runs)]
+        matches = lambda run, o: run.chapter.startswith(o) or o in run.names
+        unknown = [o for o in only if not any(matches(r, o) for r in runs)]
         if unknown:
             raise ValueError(
                 f"Invalid --only: {unknown} match no chapter; use chapter files such as '05_momentum' "
                 f"or result names such as 'ch05_momentum' (see --list)"
             )
-        runs = [r for r in runs if any(r.chapter.startswith(o) or o in r.names for o in only)]
+        runs = [r for r in runs if any(matches(r, o) for o in only)]
     skipped = [r for r in runs if device == "cpu" and r.gpu_only]
     return [r for r in runs if r not in skipped], skipped
 
@@ -130,40 +130,37 @@ def _repo_root() -> Path:
 
 
 def _execute(run: FullSizeRun, root: Path, out_dir: Path, env: dict) -> tuple[FullSizeRun, float, str | None]:
-    """Execute one notebook in a fresh kernel; return its wall time and an error summary, if any."""
+    """Execute one notebook in a fresh kernel (or run its command); return the wall time and an error summary, if any."""
     started = time.perf_counter()
-    if run.command:
-        done = subprocess.run([sys.executable, "-m", *run.command], env=env, cwd=root, capture_output=True, text=True)
-        error = None if done.returncode == 0 else "\n".join(done.stderr.strip().splitlines()[-6:])
-        return run, time.perf_counter() - started, error
     output = out_dir / Path(run.notebook).name
-    script = (
-        f"import sys, nbformat\nCELL_TIMEOUT = {CELL_TIMEOUT_S}\n"
-        "from nbclient import NotebookClient\n"
-        "nb = nbformat.read(sys.argv[1], as_version=4)\n"
-        "client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name='python3', "
-        "resources={'metadata': {'path': sys.argv[3]}})\n"
-        "try:\n"
-        "    client.execute()\n"
-        "finally:\n"
-        "    nbformat.write(nb, sys.argv[2])\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(root / run.notebook), str(output), str(root / "chapters")],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    if run.command:
+        argv, where = [sys.executable, "-m", *run.command], ""
+    else:
+        script = (
+            "import sys, nbformat\n"
+            "from nbclient import NotebookClient\n"
+            "nb = nbformat.read(sys.argv[1], as_version=4)\n"
+            f"client = NotebookClient(nb, timeout={CELL_TIMEOUT_S}, kernel_name='python3', "
+            "resources={'metadata': {'path': sys.argv[3]}})\n"
+            "try:\n"
+            "    client.execute()\n"
+            "finally:\n"
+            "    nbformat.write(nb, sys.argv[2])\n"
+        )
+        argv = [sys.executable, "-c", script, str(root / run.notebook), str(output), str(root / "chapters")]
+        where = f"\n(executed copy with the traceback: {output})"
+    done = subprocess.run(argv, env=env, cwd=root, capture_output=True, text=True)
     error = None
     if done.returncode != 0:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        error = "\n".join(lines[-6:]) + f"\n(executed copy with the traceback: {output})"
+        error = "\n".join(lines[-6:]) + where
     return run, time.perf_counter() - started, error
 
 
 def main(argv: list[str] | None = None) -> int:
     from tqdm.auto import tqdm
 
+    from .device import usable_cores
     from .results import results_dir
 
     parser = argparse.ArgumentParser(
@@ -218,8 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, OPTLIB_SIZE="full", OPTLIB_STATIC="1", TQDM_MININTERVAL="5")
     if args.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""  # a GPU machine can still make (and label) CPU results
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        env["OMP_NUM_THREADS"] = str(max(1, cores // args.jobs))
+        env["OMP_NUM_THREADS"] = str(max(1, usable_cores() // args.jobs))
     elif not _cuda_available():
         parser.error("--device cuda: no CUDA device is visible")
     started = time.time()

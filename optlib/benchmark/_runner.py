@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import math
-import os
 import platform
 import statistics
 import time
@@ -12,6 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..device import device_label
 from ._optimizers import OptimizerSpec, available_optimizers
 from ._problems import FINAL_FRACTION, PROBLEMS, SCHEDULES, WARMUP_FRACTION, BenchmarkProblem
 from ._stats import ALPHA, CONFIDENCE, mark_significance, mean_std
@@ -307,7 +307,7 @@ def run_benchmark(
         "size": size,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": str(device),
-        "device_name": _device_name(device),
+        "device_name": device_label(device),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": 1 if device.type == "cpu" else threads,
@@ -355,12 +355,6 @@ def run_benchmark(
         "problems": out_problems,
         "wall_time": wall,
     }
-
-
-def _device_name(device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
 def _search(problem_name, spec, size, schedule, grid, refine, rerun_seeds, progress=None) -> dict:
