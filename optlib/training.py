@@ -118,10 +118,9 @@ class History:
             raise ValueError(f"Invalid max_points: {max_points!r}; max_points must be an integer >= 2")
         n_evals = max((len(v) for v in self.epochs.values()), default=0)
         keep = sorted({round(i * (n_evals - 1) / (max_points - 1)) for i in range(max_points)}) if n_evals else []
-        stride = max(1, math.ceil(len(self.step_loss) / max_points)) * self.steps_per_loss
+        k = max(1, math.ceil(len(self.step_loss) / max_points))  # stored values per new value
 
         def block_means(values: list[float]) -> list[float]:
-            k = stride // self.steps_per_loss
             return [sum(values[i : i + k]) / len(values[i : i + k]) for i in range(0, len(values), k)]
 
         return replace(
@@ -129,7 +128,7 @@ class History:
             step_loss=block_means(self.step_loss),
             grad_norm=block_means(self.grad_norm),
             epochs={key: [values[i] for i in keep if i < len(values)] for key, values in self.epochs.items()},
-            steps_per_loss=stride,
+            steps_per_loss=k * self.steps_per_loss,
             total_steps=self.n_steps,
         )
 
