@@ -2,7 +2,7 @@
 
 ::
 
-    python -m optlib.results regenerate --device cpu --jobs 2 # what fits on a CPU (about 12 min on 2 cores)
+    python -m optlib.results regenerate --device cpu --jobs 2 # what fits on a CPU (about 45 min on 2 cores)
     python -m optlib.results regenerate --device cuda         # everything, the GPU-only runs included
     python -m optlib.results regenerate --list                # the plan and its estimated time, nothing run
 
@@ -10,8 +10,9 @@ Each chapter's closing experiment is defined once, in the chapter: the same cell
 quick size on the website and at full size here. So regenerating a result means executing its
 chapter's notebook with ``OPTLIB_SIZE=full`` (the notebook's experiment code saves the results
 under ``data/results/``); the executed copies go to ``build/regenerate/`` for inspection, never
-over the stored notebooks. Runs that a CPU cannot afford (a transformer at nanoGPT's size,
-the full benchmark) are marked ``gpu_only`` with the reason; their pages say so.
+over the stored notebooks. Runs that a CPU cannot afford (a transformer at nanoGPT's size) are
+marked ``gpu_only`` with the reason; their pages say so. The full benchmark runs on a CPU for the
+problems that fit there, and on a GPU for all of them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,14 +37,31 @@ class FullSizeRun:
     notebook: str
     names: tuple[str, ...]
     # Measured: the notebook's wall time at full size on a 2-core AMD EPYC with --jobs 2 (one
-    # thread per kernel), rounded up; the 13 that fit on a CPU take about 12 minutes that way.
+    # thread per kernel), rounded up; what fits on a CPU takes about 45 minutes that way, 32 of
+    # them the full benchmark.
     cpu_minutes: float
     gpu_only: str | None = None  # why a CPU cannot afford it, if it cannot
-    command: tuple[str, ...] = ()  # run this module (python -m ...) instead of executing the notebook
+    # Run this module (python -m ...) instead of executing the notebook: ``command`` on a GPU,
+    # ``cpu_command`` (the part that fits) on a CPU. Commands run before the notebooks, which read them.
+    command: tuple[str, ...] = ()
+    cpu_command: Callable[[], tuple[str, ...]] | None = None
+
+    def argv(self, device: str, jobs: int) -> tuple[str, ...]:
+        """The module and arguments to run on ``device`` (empty for a notebook)."""
+        if device == "cpu" and self.cpu_command is not None:
+            return (*self.cpu_command(), "--jobs", str(jobs))
+        return self.command
 
     @property
     def chapter(self) -> str:
         return Path(self.notebook).stem
+
+
+def _cpu_benchmark() -> tuple[str, ...]:
+    """The full benchmark of the problems that fit on a CPU (each of the others says why it does not), 5 seeds."""
+    from optlib.benchmark import cpu_full_problems
+
+    return ("optlib.benchmark", "--size", "full", "--seeds", "5", "--force", "--problems", *cpu_full_problems())
 
 
 FULL_SIZE_RUNS: tuple[FullSizeRun, ...] = (
@@ -64,18 +83,19 @@ FULL_SIZE_RUNS: tuple[FullSizeRun, ...] = (
         "so the 9 runs of 5,000 steps (3 arms, 3 seeds) would take about three weeks",
     ),
     FullSizeRun("chapters/12_combined.ipynb", ("ch12_combined",), 3.0),
-    FullSizeRun("chapters/13_comparison.ipynb", ("ch13_mnist1d_paper",), 3.0),
-    # 268M parameters: about 4.3 GB per optimizer path (parameters, gradients, m, v), one path at a time.
-    FullSizeRun("chapters/14_fast_and_at_scale.ipynb", ("ch14_step_time",), 2.0),
-    # Chapter 13 reads the benchmark; the benchmark is a command of its own.
+    # Chapter 13 reads the benchmark (its MNIST-1D section trains at the learning rates the
+    # benchmark tuned), so the benchmark, a command of its own, runs first. On a CPU: the problems
+    # whose full size fits, 5 seeds (measured: 31.4 min with --jobs 2); the rest need a GPU.
     FullSizeRun(
         "chapters/13_comparison.ipynb",
         ("benchmark_full",),
-        63 * 60,
-        gpu_only="the full benchmark tunes 13 optimizers on 6 problems with 10 seeds and 2 schedules; "
-        "its measured steps take about 63 hours on a 2-core CPU without the transformer",
+        64.0,
         command=("optlib.benchmark", "--size", "full", "--force"),
+        cpu_command=_cpu_benchmark,
     ),
+    FullSizeRun("chapters/13_comparison.ipynb", ("ch13_mnist1d_paper",), 3.0),
+    # 268M parameters: about 4.3 GB per optimizer path (parameters, gradients, m, v), one path at a time.
+    FullSizeRun("chapters/14_fast_and_at_scale.ipynb", ("ch14_step_time",), 2.0),
 )
 
 
@@ -129,12 +149,14 @@ def _repo_root() -> Path:
     return root
 
 
-def _execute(run: FullSizeRun, root: Path, out_dir: Path, env: dict) -> tuple[FullSizeRun, float, str | None]:
-    """Execute one notebook in a fresh kernel (or run its command); return the wall time and an error summary, if any."""
+def _execute(
+    run: FullSizeRun, root: Path, out_dir: Path, env: dict, command: tuple[str, ...] = ()
+) -> tuple[FullSizeRun, float, str | None]:
+    """Execute one notebook in a fresh kernel (or run ``command``); return the wall time and an error summary, if any."""
     started = time.perf_counter()
     output = out_dir / Path(run.notebook).name
-    if run.command:
-        argv, where = [sys.executable, "-m", *run.command], ""
+    if command:
+        argv, where = [sys.executable, "-m", *command], ""
     else:
         script = (
             "import sys, nbformat\n"
@@ -191,15 +213,21 @@ def main(argv: list[str] | None = None) -> int:
     estimate = sum(r.cpu_minutes for r in todo)
     if args.device == "cpu":
         print(
-            f"{len(todo)} notebooks at full size on the CPU: about {estimate:.0f} notebook-minutes "
+            f"{len(todo)} runs at full size on the CPU: about {estimate:.0f} core-minutes "
             f"(measured), so about {estimate / min(args.jobs, 2):.0f} min with --jobs {args.jobs} on 2 cores"
         )
     else:
-        print(f"{len(todo)} notebooks at full size on CUDA (the CPU estimate is {estimate:.0f} min; a GPU is faster)")
+        print(f"{len(todo)} runs at full size on CUDA (the CPU estimate is {estimate:.0f} min; a GPU is faster)")
     for run in todo:
         print(f"  {_what(run):28s} -> {', '.join(run.names):38s} ~{run.cpu_minutes:.0f} min on a CPU")
     for run in skipped:
         print(f"  {_what(run):28s} skipped on a CPU: {run.gpu_only}")
+    if args.device == "cpu" and any(run.cpu_command for run in todo):
+        from optlib.benchmark import PROBLEMS
+
+        for name, problem in PROBLEMS.items():
+            if problem.full_needs_gpu:
+                print(f"  {'benchmark problem ' + name:28s} skipped on a CPU: {problem.full_needs_gpu}")
     if args.list or not todo:
         return 0
 
@@ -223,18 +251,24 @@ def main(argv: list[str] | None = None) -> int:
     bar = tqdm(
         total=round(estimate, 1), unit="min", desc="regenerate", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} est. min"
     )
+
+    def report(run, seconds, error):
+        bar.update(run.cpu_minutes)
+        written = [n for n in run.names if _written_since(results_dir() / f"{n}.json", started)]
+        status = "ok" if error is None and len(written) == len(run.names) else "FAILED"
+        tqdm.write(f"{_what(run)}: {status} in {seconds / 60:.1f} min, wrote {written or 'nothing'}")
+        if error is not None:
+            tqdm.write(error)
+        if status != "ok":
+            failures.append(run.chapter)
+
+    # Commands first, one at a time with every job (they parallelise themselves): notebooks read their results.
+    for run in [r for r in todo if r.argv(args.device, args.jobs)]:
+        report(*_execute(run, root, out_dir, env, run.argv(args.device, args.jobs)))
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(_execute, run, root, out_dir, env) for run in todo]
-        for future in as_completed(futures):
-            run, seconds, error = future.result()
-            bar.update(run.cpu_minutes)
-            written = [n for n in run.names if _written_since(results_dir() / f"{n}.json", started)]
-            status = "ok" if error is None and len(written) == len(run.names) else "FAILED"
-            tqdm.write(f"{_what(run)}: {status} in {seconds / 60:.1f} min, wrote {written or 'nothing'}")
-            if error is not None:
-                tqdm.write(error)
-            if status != "ok":
-                failures.append(run.chapter)
+        notebooks = [r for r in todo if not r.argv(args.device, args.jobs)]
+        for future in as_completed([pool.submit(_execute, run, root, out_dir, env) for run in notebooks]):
+            report(*future.result())
     bar.close()
     print(f"done in {(time.time() - started) / 60:.1f} min; results in {results_dir()}")
     if failures:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import sys
@@ -550,6 +551,27 @@ def test_json_round_trip(tiny_payload, tmp_path, monkeypatch, capsys):
     result = bm.load_benchmark("full")
     assert result.size == "quick" and "No full-size results" in result.note
     assert "quick size" in capsys.readouterr().out
+
+
+def test_full_results_with_some_problems_are_filled_in_from_quick(tiny_payload, tmp_path, monkeypatch, capsys):
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setenv("OPTLIB_RESULTS", str(tmp_path))
+    full = copy.deepcopy(dict(tiny_payload, size="full"))
+    del full["problems"]["quadratic"]  # a CPU's full run: only the problems that fit
+    bm.save_benchmark(full)
+    bm.save_benchmark(dict(tiny_payload, size="quick"))
+    result = bm.load_benchmark("full")
+    assert result.problems == ["quadratic", "digits_mlp"]  # the benchmark's order, not the files'
+    assert result.problem_size("digits_mlp") == "full" and result.problem_size("quadratic") == "quick"
+    assert result.sizes == {"quick": ["quadratic"], "full": ["digits_mlp"]}
+    assert "quadratic come from the quick-size results" in capsys.readouterr().out
+    ax = result.plot_summary()
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["quadratic (quick)", "digits_mlp (full)"]
+    assert "quick" in result.plot_curves("quadratic").get_title()
+    plt.close("all")
+    alone = bm.load_benchmark("full", fill=False)
+    assert alone.problems == ["digits_mlp"] and alone.sizes == {"full": ["digits_mlp"]}
 
 
 def test_plots_are_titled_and_labelled(tiny_payload):

@@ -83,6 +83,7 @@ def test_device_label_says_cores_and_model_on_cpu():
 
 # ----------------------------------------------------------------------------- regenerate
 
+from optlib import benchmark as bm  # noqa: E402
 from optlib import regenerate as G  # noqa: E402
 
 
@@ -107,7 +108,14 @@ def test_plan_skips_gpu_only_runs_on_cpu():
     assert skipped and all(r.gpu_only for r in skipped) and not any(r.gpu_only for r in todo)
     todo_gpu, skipped_gpu = G.plan("cuda")
     assert not skipped_gpu and len(todo_gpu) == len(G.FULL_SIZE_RUNS)
-    assert any(r.command for r in skipped)  # the full benchmark: a command, not a notebook
+    assert not any(r.command for r in skipped)  # the full benchmark runs on both, with different problems
+    [benchmark] = [r for r in todo if r.argv("cpu", 2)]
+    cpu, gpu = benchmark.argv("cpu", 2), benchmark.argv("cuda", 2)
+    fits = cpu[cpu.index("--problems") + 1 : cpu.index("--jobs")]
+    assert cpu[0] == "optlib.benchmark" and cpu[-2:] == ("--jobs", "2") and "--seeds" in cpu
+    assert list(fits) == bm.cpu_full_problems() and 0 < len(fits) < len(bm.PROBLEMS)
+    assert all(bm.PROBLEMS[p].full_needs_gpu for p in bm.PROBLEMS if p not in fits)
+    assert "--problems" not in gpu  # a GPU runs every problem
     assert [r.chapter for r in G.plan("cpu", ["05", "ch09_adam"])[0]] == ["05_momentum", "09_adam"]
     with pytest.raises(ValueError, match="--only"):
         G.plan("cpu", ["99_nothing"])
@@ -124,7 +132,21 @@ def test_missing_note_gives_the_command_and_why():
 def test_list_prints_the_plan_and_runs_nothing(capsys):
     assert G.main(["regenerate", "--device", "cpu", "--list"]) == 0
     out = capsys.readouterr().out
-    assert "notebook-minutes" in out and "skipped on a CPU" in out and "01_optimization_problem" in out
+    assert "core-minutes" in out and "skipped on a CPU" in out and "01_optimization_problem" in out
+    assert "benchmark problem shakespeare_transformer" in out and "python -m optlib.benchmark" in out
+
+
+def test_commands_run_before_the_notebooks_that_read_them(monkeypatch, capsys):
+    order = []
+
+    def fake(run, root, out_dir, env, command=()):
+        order.append("command" if command else run.chapter)
+        return run, 0.0, None
+
+    monkeypatch.setattr(G, "_execute", fake)
+    monkeypatch.setattr(G, "_cuda_available", lambda: True)
+    G.main(["regenerate", "--device", "cuda", "--only", "13_comparison", "--jobs", "2"])
+    assert order == ["command", "13_comparison"]
 
 
 def test_regenerate_executes_a_chapter(tmp_path, monkeypatch):

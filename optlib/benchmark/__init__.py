@@ -23,7 +23,7 @@ Run it with ``python -m optlib.benchmark --size quick``; read it back with
 from __future__ import annotations
 
 from ._optimizers import OPTIMIZERS, MuonWithAdamW, OptimizerSpec, available_optimizers, hidden_matrices
-from ._problems import PROBLEMS, SCHEDULES, BenchmarkProblem
+from ._problems import PROBLEMS, SCHEDULES, BenchmarkProblem, cpu_full_problems
 from ._result import BenchmarkResult, format_table, load_benchmark, result_name
 from ._runner import (
     SEARCH_SEED,
@@ -62,6 +62,7 @@ __all__ = [
     "compare_pairs",
     "check_output",
     "PROBLEMS",
+    "cpu_full_problems",
     "BenchmarkProblem",
     "BenchmarkResult",
     "load_benchmark",

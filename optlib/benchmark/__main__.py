@@ -13,6 +13,7 @@ from . import (
     BenchmarkResult,
     available_optimizers,
     check_output,
+    cpu_full_problems,
     format_table,
     run_benchmark,
     save_benchmark,
@@ -22,13 +23,15 @@ from ._result import result_name
 # What a whole run of each size costs (every problem, optimizer and schedule, one thread
 # per run), measured on 2026-11-29 on the course's 2-core x86-64 CPU. Tiny: while other
 # jobs kept it busy. Quick: on the idle machine with --jobs 2 (the saved
-# benchmark_quick.json records its own wall time). Full: each problem's time per step at
-# full size, times its steps and runs.
+# benchmark_quick.json records its own wall time). Full: the problems that fit, run with
+# --seeds 5 --jobs 2 on the idle machine (benchmark_full.json records its wall time); each
+# of the others says why it needs a GPU.
 COSTS = {
     "tiny": "about 1 minute (measured: 62 s)",
     "quick": "about 9 minutes with --jobs 2 on an idle machine (measured: 525 s), twice that with one job",
-    "full": "not for a CPU: measured steps take 63 hours without the transformer and years with it "
-    "(40 s per step); meant for a GPU",
+    "full": "on a CPU only the problems that fit: " + ", ".join(cpu_full_problems()) + ", about 32 minutes with "
+    "--seeds 5 --jobs 2 on an idle machine (measured: 1885 s); "
+    + "; ".join(f"{name} needs a GPU: {p.full_needs_gpu}" for name, p in PROBLEMS.items() if p.full_needs_gpu),
 }
 
 

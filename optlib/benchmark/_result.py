@@ -80,6 +80,18 @@ class BenchmarkResult:
     def size(self) -> str:
         return self.payload["size"]
 
+    def problem_size(self, problem: str) -> str:
+        """The size ``problem`` was run at: the file's, unless :func:`load_benchmark` filled it in from a smaller one."""
+        return self._problem(problem).get("size", self.size)
+
+    @property
+    def sizes(self) -> dict[str, list[str]]:
+        """``{size: [problems]}``: one entry for a single run, two when quick results fill in for full ones."""
+        out: dict[str, list[str]] = {}
+        for p in self.problems:
+            out.setdefault(self.problem_size(p), []).append(p)
+        return out
+
     @property
     def problems(self) -> list[str]:
         return list(self.payload["problems"])
@@ -301,7 +313,7 @@ class BenchmarkResult:
             xlabel="learning rate",
             ylabel=f"final validation loss ({p['loss_name']}), search seed",
             title=f"{p['title']}\nfinal loss against learning rate "
-            f"({SCHEDULE_LABELS.get(schedule, schedule)}, {self.size}; ★ selected, x diverged)",
+            f"({SCHEDULE_LABELS.get(schedule, schedule)}, {self.problem_size(problem)}; ★ selected, x diverged)",
         )
         ax.legend(fontsize=7, ncol=2)
         return ax
@@ -371,7 +383,7 @@ class BenchmarkResult:
             xlabel="optimizer step",
             ylabel=label,
             title=f"{p['title']}\n{label}, mean ± std over {len(self.payload['seeds'])} seeds "
-            f"({SCHEDULE_LABELS.get(schedule, schedule)}, {self.size})",
+            f"({SCHEDULE_LABELS.get(schedule, schedule)}, {self.problem_size(problem)})",
         )
         ax.legend(fontsize=7, ncol=2)
         return ax
@@ -429,12 +441,12 @@ class BenchmarkResult:
                 dark_cell = not math.isfinite(mat[i, j]) or mat[i, j] > math.sqrt(vmax)
                 ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if dark_cell else "black")
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-        ax.set_yticks(range(len(problems)), problems)
+        ax.set_yticks(range(len(problems)), [self.problem_label(p) for p in problems])
         ax.set(
             xlabel="optimizer",
             ylabel="problem",
             title=f"Final validation loss / best on each problem ({SCHEDULE_LABELS.get(schedule, schedule)}, "
-            f"{self.size} size; ≈: not distinguishable)",
+            f"{' + '.join(self.sizes)} size; ≈: not distinguishable)",
         )
         ax.figure.colorbar(
             im,
@@ -443,6 +455,10 @@ class BenchmarkResult:
             label=f"val loss / best (colours capped at {SUMMARY_COLOUR_CAP:g}x)",
         )
         return ax
+
+    def problem_label(self, problem: str) -> str:
+        """The problem's name, with its size when the result mixes sizes."""
+        return problem if len(self.sizes) == 1 else f"{problem} ({self.problem_size(problem)})"
 
     def __repr__(self) -> str:
         return f"BenchmarkResult({self.size}: {len(self.problems)} problems, date {self.payload.get('date')})"
@@ -474,8 +490,14 @@ def format_table(result: BenchmarkResult, problem: str, schedule: str = "constan
     return "\n".join(lines)
 
 
-def load_benchmark(size: str = "full", path=None) -> BenchmarkResult:
+def load_benchmark(size: str = "full", path=None, fill: bool = True) -> BenchmarkResult:
     """The saved benchmark of ``size``; ``"full"`` falls back to ``"quick"`` with a note saying so.
+
+    A full-size file may hold only some problems: on a CPU, the ones whose full size
+    fits (the rest need a GPU). With ``fill``, the problems it lacks are taken from
+    the quick-size file, each marked with its size (:meth:`BenchmarkResult.problem_size`),
+    so a page shows every problem and says which size each number comes from. Every
+    verdict compares optimizers within one problem, so the sizes never meet in a test.
 
     ``path`` reads a file written with ``--out`` instead of ``data/results/``.
     """
@@ -491,7 +513,7 @@ def load_benchmark(size: str = "full", path=None) -> BenchmarkResult:
         payload = _restore(record["payload"])
         return BenchmarkResult(payload, f"Benchmark results from {path} ({payload['size']} size).")
     order = [size] + (["quick"] if size == "full" else [])
-    for candidate in order:
+    for i, candidate in enumerate(order):
         record = load_results(result_name(candidate))
         if record is None:
             continue
@@ -499,9 +521,29 @@ def load_benchmark(size: str = "full", path=None) -> BenchmarkResult:
         note = f"Benchmark results: {candidate} size, run on {payload.get('device_name')} on {payload.get('date')}."
         if candidate != size:
             note += f" No {size}-size results are saved, so these are the {candidate}-size ones."
+        smaller = load_results(result_name(order[i + 1])) if fill and i + 1 < len(order) else None
+        if smaller is not None:
+            note += _fill_missing(payload, _restore(smaller["payload"]))
         print(note)
         return BenchmarkResult(payload, note)
     raise FileNotFoundError(f"No saved benchmark for size {size!r}; run: python -m optlib.benchmark --size {size}")
+
+
+def _fill_missing(payload: dict, smaller: dict) -> str:
+    """Copy into ``payload`` the problems only ``smaller`` has, marked with its size; the note's sentence."""
+    missing = [p for p in smaller["problems"] if p not in payload["problems"]]
+    if not missing:
+        return ""
+    for p in payload["problems"].values():
+        p.setdefault("size", payload["size"])
+    filled = {**payload["problems"], **{p: dict(smaller["problems"][p], size=smaller["size"]) for p in missing}}
+    order = list(smaller["problems"]) + [p for p in payload["problems"] if p not in smaller["problems"]]
+    payload["problems"] = {p: filled[p] for p in order if p in filled}
+    return (
+        f" It holds {', '.join(p for p in order if p in payload['problems'] and p not in missing)} only; "
+        f"{', '.join(missing)} come from the {smaller['size']}-size results "
+        f"(run on {smaller.get('device_name')} on {smaller.get('date')})."
+    )
 
 
 def _nan(value):
