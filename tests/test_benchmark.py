@@ -594,6 +594,23 @@ def test_plots_are_titled_and_labelled(tiny_payload):
         result.table("nope")
 
 
+def test_curve_band_is_the_seeds_median_and_range_and_stays_positive(tiny_payload):
+    import numpy as np
+
+    payload = copy.deepcopy(tiny_payload)
+    runs = payload["problems"]["quadratic"]["results"]["Adam"]["runs"]
+    runs[0]["curves"]["val_loss"] = [v * 1e6 for v in runs[0]["curves"]["val_loss"]]  # one seed far above the other
+    result = bm.BenchmarkResult(payload)
+    steps, median, lowest, highest = result.curve_band("quadratic", "Adam")
+    values = np.array([r["curves"]["val_loss"] for r in runs])
+    np.testing.assert_allclose(median, np.median(values, axis=0))
+    np.testing.assert_allclose(lowest, values.min(axis=0))
+    np.testing.assert_allclose(highest, values.max(axis=0))
+    _, mean, std = result.curves("quadratic", "Adam")
+    assert (mean - std < 0).any() and (lowest > 0).all()  # mean - std would fall off a log axis; the range does not
+    assert list(steps) == runs[0]["curves"]["step"]
+
+
 def test_tables_give_verdicts_with_effect_sizes(tiny_payload):
     result = bm.BenchmarkResult(tiny_payload)
     rows = result.table("digits_mlp")

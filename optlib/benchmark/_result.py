@@ -339,15 +339,34 @@ class BenchmarkResult:
         std = values.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(n)
         return np.array(runs[0]["curves"]["step"][:n]), values.mean(axis=0), std
 
+    def curve_band(self, problem: str, optimizer: str, metric: str = "val_loss", schedule: str = "constant"):
+        """``(steps, median, lowest, highest)`` of ``metric`` over the seeds (diverged seeds left out).
+
+        The band to draw on a log scale: mean − std goes negative wherever one seed's loss
+        is orders of magnitude above the others' (a spike, or a test function whose seeds
+        converge at different rates), and the band would fall off the axis; the range of
+        the seeds stays positive, and the median is the typical seed.
+        """
+        import numpy as np
+
+        self.curves(problem, optimizer, metric, schedule)  # the same checks of metric and file
+        runs = [r for r in self._results(problem, schedule)[optimizer]["runs"] if not r["diverged"]]
+        if not runs:
+            return np.array([]), np.array([]), np.array([]), np.array([])
+        n = min(len(r["curves"]["step"]) for r in runs)
+        values = np.array([r["curves"][metric][:n] for r in runs], dtype=float)
+        steps = np.array(runs[0]["curves"]["step"][:n])
+        return steps, np.median(values, axis=0), values.min(axis=0), values.max(axis=0)
+
     def plot_curves(self, problem: str, metric: str = "val_loss", ax=None, optimizers=None, schedule: str = "constant"):
-        """Mean ± one standard deviation over seeds of ``metric`` against steps, one line per optimizer."""
+        """The median over seeds of ``metric`` against steps, one line per optimizer, with the seeds' range as a band."""
         import matplotlib.pyplot as plt
 
         p = self._problem(problem)
         variant = self._variant(problem, schedule)
         ax = ax if ax is not None else plt.subplots(figsize=(7, 4.5))[1]
         for name in optimizers or self.optimizers(problem, schedule):
-            steps, mean, std = self.curves(problem, name, metric, schedule)
+            steps, median, lowest, highest = self.curve_band(problem, name, metric, schedule)
             if not len(steps):
                 continue
             # The course's colour for each optimizer, so every chapter's plots agree; peers dashed.
@@ -355,12 +374,12 @@ class BenchmarkResult:
             style = "--" if spec is not None and spec.is_peer else "-"
             (line,) = ax.plot(
                 steps,
-                mean,
+                median,
                 style,
                 color=optimizer_color(name),
                 label=f"{name} (lr {variant['results'][name]['lr']:.2g})",
             )
-            ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+            ax.fill_between(steps, lowest, highest, color=line.get_color(), alpha=0.2)
         if metric not in ("val_accuracy", "lr"):
             ax.set_yscale("log")
         if metric == "val_loss":
@@ -382,7 +401,7 @@ class BenchmarkResult:
         ax.set(
             xlabel="optimizer step",
             ylabel=label,
-            title=f"{p['title']}\n{label}, mean ± std over {len(self.payload['seeds'])} seeds "
+            title=f"{p['title']}\n{label}, median and range of {len(self.payload['seeds'])} seeds "
             f"({SCHEDULE_LABELS.get(schedule, schedule)}, {self.problem_size(problem)})",
         )
         ax.legend(fontsize=7, ncol=2)
