@@ -456,8 +456,9 @@ class BenchmarkResult:
                 text = "div" if not math.isfinite(mat[i, j]) else f"{mat[i, j]:.2g}"
                 if s["best"] or not s["distinguishable"]:
                     text = ("best" if s["best"] else "≈") + "\n" + text
-                # Light text on the dark (far from best) end of viridis_r, dark text on the light end.
-                dark_cell = not math.isfinite(mat[i, j]) or mat[i, j] > math.sqrt(vmax)
+                # Light text on the dark (far from best) end of viridis_r, dark text on the light end
+                # and on a diverged cell, which has no colour (white).
+                dark_cell = math.isfinite(mat[i, j]) and mat[i, j] > math.sqrt(vmax)
                 ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if dark_cell else "black")
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
         ax.set_yticks(range(len(problems)), [self.problem_label(p) for p in problems])
