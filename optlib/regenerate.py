@@ -199,7 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", nargs="+", metavar="CHAPTER", help="chapters (e.g. 05_momentum) or result names")
     parser.add_argument(
-        "--jobs", type=int, default=1, help="notebooks run at the same time, each with cores/jobs threads (cpu)"
+        "--jobs",
+        type=int,
+        default=1,
+        help="notebooks run at the same time, each with cores/jobs threads (cpu); on a CPU also the benchmark's "
+        "parallel searches (one thread each)",
     )
     parser.add_argument("--list", action="store_true", help="print the plan and its estimated time, run nothing")
     args = parser.parse_args(argv)
