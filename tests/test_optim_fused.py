@@ -61,6 +61,21 @@ def test_fused_matches_single_tensor(name, kwargs, dtype):
     assert_foreach_matches_single(getattr(optlib, name), kwargs, steps=30, dtype=dtype, path="fused")
 
 
+@pytest.mark.parametrize("name,kwargs", [CASES[0], CASES[4], CASES[8]], ids=[IDS[0], IDS[4], IDS[8]])
+def test_fused_matches_single_tensor_with_two_threads(name, kwargs):
+    """The suite runs with one thread; the kernels must also agree where OpenMP has two.
+
+    With two threads and a one-element parameter among larger ones, Inductor's loop once
+    applied that element's update on each thread.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert_foreach_matches_single(getattr(optlib, name), kwargs, steps=20, path="fused")
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("name", ["SGD", "Adagrad", "Adam", "NAdam", "NesterovAdamW"])
 def test_fused_matches_single_tensor_with_param_groups(name):
     kwargs = dict(CASES[[n for n, _ in CASES].index(name)][1])

@@ -264,7 +264,11 @@ class FusedKernel:
         for i, row in enumerate(zip(*tensors)):
             if sharded:
                 row = tuple(_local(t) for t in row)
-            flat = _flat(row)
+            # A parameter of one element (a 0-dim scale) runs uncompiled too: Dynamo makes a
+            # size of 1 a constant, and with cpp.dynamic_threads Inductor's C++ loop then ran
+            # that element's update on every OpenMP thread, applying it once per thread
+            # (torch 2.13; with 2 threads a 0-dim parameter moved twice as far as it should).
+            flat = _flat(row) if row[0].numel() > 1 else None
             if flat is None:
                 # Tensors with gaps or with layouts that differ between param, grad and
                 # state (rare) run the same update uncompiled, one operation at a time.
