@@ -267,10 +267,12 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(run.chapter)
 
     # Commands first, one at a time with every job (they parallelise themselves): notebooks read their results.
-    for run in [r for r in todo if r.argv(args.device, args.jobs)]:
-        report(*_execute(run, root, out_dir, env, run.argv(args.device, args.jobs)))
+    commands = [(run, run.argv(args.device, args.jobs)) for run in todo]
+    for run, command in commands:
+        if command:
+            report(*_execute(run, root, out_dir, env, command))
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        notebooks = [r for r in todo if not r.argv(args.device, args.jobs)]
+        notebooks = [run for run, command in commands if not command]
         for future in as_completed([pool.submit(_execute, run, root, out_dir, env) for run in notebooks]):
             report(*future.result())
     bar.close()

@@ -321,8 +321,8 @@ class BenchmarkResult:
     def format_table(self, problem: str) -> str:
         return format_table(self, problem)
 
-    def curves(self, problem: str, optimizer: str, metric: str = "val_loss", schedule: str = "constant"):
-        """``(steps, mean, std)`` of ``metric`` over the seeds (diverged seeds left out)."""
+    def _seed_values(self, problem: str, optimizer: str, metric: str, schedule: str):
+        """``(steps, values)``: ``metric`` of each seed that did not diverge, one row per seed, cut to the shortest."""
         import numpy as np
 
         if metric not in ("train_loss", "val_loss", "val_accuracy", "time", "lr"):
@@ -333,11 +333,20 @@ class BenchmarkResult:
         if metric == "lr" and any(metric not in r["curves"] for r in runs):
             raise ValueError("Invalid metric: 'lr'; this file was saved before the learning rate was recorded")
         if not runs:
-            return np.array([]), np.array([]), np.array([])
+            return np.array([]), np.empty((0, 0))
         n = min(len(r["curves"]["step"]) for r in runs)
         values = np.array([r["curves"][metric][:n] for r in runs], dtype=float)
-        std = values.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(n)
-        return np.array(runs[0]["curves"]["step"][:n]), values.mean(axis=0), std
+        return np.array(runs[0]["curves"]["step"][:n]), values
+
+    def curves(self, problem: str, optimizer: str, metric: str = "val_loss", schedule: str = "constant"):
+        """``(steps, mean, std)`` of ``metric`` over the seeds (diverged seeds left out)."""
+        import numpy as np
+
+        steps, values = self._seed_values(problem, optimizer, metric, schedule)
+        if not len(steps):
+            return steps, np.array([]), np.array([])
+        std = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(len(steps))
+        return steps, values.mean(axis=0), std
 
     def curve_band(self, problem: str, optimizer: str, metric: str = "val_loss", schedule: str = "constant"):
         """``(steps, median, lowest, highest)`` of ``metric`` over the seeds (diverged seeds left out).
@@ -349,13 +358,9 @@ class BenchmarkResult:
         """
         import numpy as np
 
-        self.curves(problem, optimizer, metric, schedule)  # the same checks of metric and file
-        runs = [r for r in self._results(problem, schedule)[optimizer]["runs"] if not r["diverged"]]
-        if not runs:
-            return np.array([]), np.array([]), np.array([]), np.array([])
-        n = min(len(r["curves"]["step"]) for r in runs)
-        values = np.array([r["curves"][metric][:n] for r in runs], dtype=float)
-        steps = np.array(runs[0]["curves"]["step"][:n])
+        steps, values = self._seed_values(problem, optimizer, metric, schedule)
+        if not len(steps):
+            return steps, np.array([]), np.array([]), np.array([])
         return steps, np.median(values, axis=0), values.min(axis=0), values.max(axis=0)
 
     def plot_curves(self, problem: str, metric: str = "val_loss", ax=None, optimizers=None, schedule: str = "constant"):
@@ -554,8 +559,6 @@ def _fill_missing(payload: dict, smaller: dict) -> str:
     missing = [p for p in smaller["problems"] if p not in payload["problems"]]
     if not missing:
         return ""
-    for p in payload["problems"].values():
-        p.setdefault("size", payload["size"])
     filled = {**payload["problems"], **{p: dict(smaller["problems"][p], size=smaller["size"]) for p in missing}}
     order = list(smaller["problems"]) + [p for p in payload["problems"] if p not in smaller["problems"]]
     payload["problems"] = {p: filled[p] for p in order if p in filled}
