@@ -508,8 +508,8 @@ def test_parallel_jobs_give_the_same_numbers(tiny_payload):
     parallel = bm.run_benchmark("tiny", jobs=2, **kwargs)  # two searches, one per worker
     assert parallel["jobs"] == 2
     for schedule in ("constant", "warmup_cosine"):
-        mine = bm.BenchmarkResult(parallel)._results("quadratic", schedule)["Adam"]
-        theirs = bm.BenchmarkResult(tiny_payload)._results("quadratic", schedule)["Adam"]
+        mine = bm.BenchmarkResult(parallel).results("quadratic", schedule)["Adam"]
+        theirs = bm.BenchmarkResult(tiny_payload).results("quadratic", schedule)["Adam"]
         assert mine["lr"] == theirs["lr"]
         assert [r["curves"]["val_loss"] for r in mine["runs"]] == [r["curves"]["val_loss"] for r in theirs["runs"]]
     with pytest.raises(ValueError, match="jobs"):

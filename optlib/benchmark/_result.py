@@ -97,7 +97,7 @@ class BenchmarkResult:
         return list(self.payload["problems"])
 
     def optimizers(self, problem: str, schedule: str = "constant") -> list[str]:
-        return list(self._results(problem, schedule))
+        return list(self.results(problem, schedule))
 
     @property
     def schedules(self) -> list[str]:
@@ -122,7 +122,8 @@ class BenchmarkResult:
             raise ValueError(f"Invalid schedule: {schedule!r}; this result holds {', '.join(self.schedules)}")
         return p["schedules"][schedule]
 
-    def _results(self, problem: str, schedule: str = "constant") -> dict:
+    def results(self, problem: str, schedule: str = "constant") -> dict:
+        """``{optimizer: {"lr", "search", "runs", ...}}`` of ``problem`` under ``schedule``: every run, as saved."""
         return self._variant(problem, schedule)["results"]
 
     def summary(self, problem: str, schedule: str = "constant") -> dict:
@@ -175,7 +176,7 @@ class BenchmarkResult:
 
     def _finals(self, problem: str, name: str, schedule: str) -> list[float]:
         """Final validation losses over the seeds, on the scale the benchmark tests them."""
-        values = [run["final"]["val_loss"] for run in self._results(problem, schedule)[name]["runs"]]
+        values = [run["final"]["val_loss"] for run in self.results(problem, schedule)[name]["runs"]]
         if self._problem(problem).get("log_scale"):
             values = [math.log10(max(v, 1e-300)) if math.isfinite(v) else v for v in values]
         return values
@@ -191,7 +192,7 @@ class BenchmarkResult:
         from ._stats import compare_pairs
 
         others = [others] if isinstance(others, str) else list(others)
-        results = self._results(problem, schedule)
+        results = self.results(problem, schedule)
         for name in [optimizer, *others]:
             if name not in results:
                 raise ValueError(f"Invalid optimizer: {name!r}; {problem} holds {', '.join(results)}")
@@ -222,7 +223,7 @@ class BenchmarkResult:
         rows = []
         for n in names:
             c, s, v = const["optimizers"][n], sched["optimizers"][n], verdicts[n]
-            reach = {k: _reach(self._results(problem, k)[n]["runs"], target) for k in ("constant", schedule)}
+            reach = {k: _reach(self.results(problem, k)[n]["runs"], target) for k in ("constant", schedule)}
             rows.append(
                 {
                     "optimizer": n,
@@ -253,7 +254,7 @@ class BenchmarkResult:
         (then the best lr may lie outside it).
         """
         rows = []
-        for name, r in self._results(problem, schedule).items():
+        for name, r in self.results(problem, schedule).items():
             search = sorted(r["search"], key=lambda x: x["lr"])
             lrs = [x["lr"] for x in search]
             i = min(range(len(lrs)), key=lambda j: abs(math.log(lrs[j] / r["lr"])))
@@ -280,7 +281,7 @@ class BenchmarkResult:
         import numpy as np
 
         p = self._problem(problem)
-        results = self._results(problem, schedule)
+        results = self.results(problem, schedule)
         ax = ax if ax is not None else plt.subplots(figsize=(7, 4.5))[1]
         finite = [
             x["final"]["val_loss"]
@@ -329,7 +330,7 @@ class BenchmarkResult:
             raise ValueError(
                 f"Invalid metric: {metric!r}; metric must be train_loss, val_loss, val_accuracy, time or lr"
             )
-        runs = [r for r in self._results(problem, schedule)[optimizer]["runs"] if not r["diverged"]]
+        runs = [r for r in self.results(problem, schedule)[optimizer]["runs"] if not r["diverged"]]
         if metric == "lr" and any(metric not in r["curves"] for r in runs):
             raise ValueError("Invalid metric: 'lr'; this file was saved before the learning rate was recorded")
         if not runs:
