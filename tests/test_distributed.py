@@ -18,7 +18,6 @@ from optlib.distributed import (
     train_distributed,
     train_runs,
 )
-from optlib.optim import _compile
 
 pytestmark = [
     pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch has no torch.distributed"),
@@ -40,16 +39,6 @@ def _run(strategy: str, name: str, path: str, **extra) -> dict:
     return dict(
         strategy=strategy, optimizer=name, steps=STEPS, hyperparameters=hyperparameters, return_parameters=True, **extra
     )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compile_every_tensor():
-    """The demo MLP's tensors are small: compile them all under fused=True, here and in the
-    spawned processes (which read the variable at import), or the kernels would go untested."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OPTLIB_FUSED_MIN_NUMEL", "0")
-        patch.setattr(_compile, "FUSED_MIN_NUMEL", 0)
-        yield
 
 
 @pytest.fixture(scope="module")

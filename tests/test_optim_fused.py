@@ -19,6 +19,8 @@ path runs its update uncompiled and matches.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from optim_harness import (
@@ -31,13 +33,6 @@ from optim_harness import (
 import optlib
 from optlib.optim import _compile
 from optlib.optim._compile import compile_seconds
-
-
-@pytest.fixture(autouse=True)
-def compile_every_tensor(monkeypatch):
-    """The harness's tensors are small: compile them all, or the kernels would go untested."""
-    monkeypatch.setattr(_compile, "FUSED_MIN_NUMEL", 0)
-
 
 # (optimizer, options that exercise each branch of its kernel)
 CASES = [
@@ -151,31 +146,50 @@ def test_rmsprop_has_no_fused_path_as_in_torch():
             cls(params, fused=True)
 
 
-def test_small_tensors_take_the_multi_tensor_path_and_large_ones_the_kernel(monkeypatch):
-    monkeypatch.setattr(_compile, "FUSED_MIN_NUMEL", 50)
-    calls = {"kernel": 0, "foreach": 0}
-    kernel, foreach = optlib.AdamW._fused, optlib.AdamW._multi_tensor
+def _step_both(pairs, grads):
+    for ps, opt in pairs:
+        for p, g in zip(ps, grads):
+            p.grad = None if g is None else g.clone()
+        opt.step()
 
-    def count(name, update):
-        def counted(self_or_first, *args, **kwargs):
-            calls[name] += len(args[0] if name == "kernel" else self_or_first)
-            return update(self_or_first, *args, **kwargs)
 
-        return counted
+def test_a_step_reuses_its_plan_and_follows_what_changes(monkeypatch):
+    """The fused path keeps each step's preparation (flat views, chunks, graphs) for the next.
 
-    monkeypatch.setattr(optlib.AdamW, "_fused", count("kernel", kernel))
-    monkeypatch.setattr(optlib.AdamW, "_multi_tensor", staticmethod(count("foreach", foreach)))
+    It must follow what a training loop changes between steps: new gradient tensors
+    (zero_grad sets them to None), a parameter without a gradient, a gradient laid out
+    unlike its parameter, a learning rate, and state replaced by load_state_dict.
+    """
+    built = []
+    init = _compile._Plan.__init__
+    monkeypatch.setattr(_compile._Plan, "__init__", lambda self, *a, **k: (built.append(1), init(self, *a, **k))[1])
     torch.manual_seed(0)
-    shapes = [(10, 20), (7,), (64,), (3, 3)]
+    shapes = [(10, 20), (7,), (64,), (3, 3), ()]
     fused = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
     loop = [torch.nn.Parameter(p.detach().clone()) for p in fused]
-    opt_fused = optlib.AdamW(fused, lr=0.01, weight_decay=0.1, fused=True)
-    opt_loop = optlib.AdamW(loop, lr=0.01, weight_decay=0.1, foreach=False)
-    for _ in range(5):
-        for ps, opt in ((fused, opt_fused), (loop, opt_loop)):
-            for p in ps:
-                p.grad = torch.sin(p.detach() * 3)
-            opt.step()
-    assert calls == {"kernel": 2 * 5, "foreach": 2 * 5}  # (10, 20) and (64,) compiled; (7,), (3, 3) not
+    opt_fused = optlib.NesterovAdamW(fused, lr=0.01, weight_decay=0.1, fused=True)
+    opt_loop = optlib.NesterovAdamW(loop, lr=0.01, weight_decay=0.1, foreach=False)
+    pairs = ((fused, opt_fused), (loop, opt_loop))
+
+    def grads(step):
+        return [torch.sin(p.detach() * 3 + step) for p in loop]
+
+    for step in range(4):  # new gradient tensors every step
+        _step_both(pairs, grads(step))
+    assert len(built) == 1, "one plan serves every step over the same tensors"
+    _step_both(pairs, [None, *grads(4)[1:]])  # the first parameter has no gradient this step
+    _step_both(pairs, grads(5))
+    transposed = [g.t().contiguous().t() if g.dim() == 2 else g for g in grads(6)]
+    _step_both(pairs, transposed)  # a gradient whose layout differs from its parameter's
+    for opt in (opt_fused, opt_loop):
+        opt.param_groups[0]["lr"] = 0.003
+    _step_both(pairs, grads(7))
+    before = len(built)
+    for opt in (opt_fused, opt_loop):
+        opt.load_state_dict(copy.deepcopy(opt.state_dict()))  # new state tensors, same values
+    _step_both(pairs, grads(8))
+    assert len(built) == before + 1, "loading state builds a new plan"
     for a, b in zip(fused, loop):
         torch.testing.assert_close(a, b)
+    for p, q in zip(fused, loop):
+        torch.testing.assert_close(opt_fused.state[p]["exp_avg"], opt_loop.state[q]["exp_avg"])

@@ -26,8 +26,6 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from . import _compile
-
 __all__ = [
     "CourseOptimizer",
     "as_real",
@@ -114,9 +112,13 @@ def group_by_device_and_dtype(*tensor_lists: list[Tensor]) -> dict[tuple, list[l
     buckets. The lists keep their alignment: index i of every returned list
     refers to the same parameter.
     """
+    keys = [(p.device, p.dtype) for p in tensor_lists[0]]
+    if not keys:
+        return {}
+    if keys.count(keys[0]) == len(keys):  # the common case, one bucket: no per-tensor appends
+        return {keys[0]: [list(lst) for lst in tensor_lists]}
     buckets: dict[tuple, list[list[Tensor]]] = defaultdict(lambda: [[] for _ in tensor_lists])
-    for i, p in enumerate(tensor_lists[0]):
-        key = (p.device, p.dtype)
+    for i, key in enumerate(keys):
         for j, lst in enumerate(tensor_lists):
             buckets[key][j].append(lst[i])
     return dict(buckets)
@@ -270,6 +272,11 @@ class CourseOptimizer(Optimizer):
                     if key in p_state and not torch.is_tensor(p_state[key]):
                         p_state[key] = torch.tensor(float(p_state[key]), dtype=step_counter_dtype())
 
+    @property
+    def _plans(self) -> dict:
+        """What the fused path prepared for the next step; not state (a copy or a load starts anew)."""
+        return self.__dict__.setdefault("_fused_plans", {})
+
     def _params_with_grad(self, group: dict) -> list[Tensor]:
         params = []
         for p in group["params"]:
@@ -314,24 +321,11 @@ class CourseOptimizer(Optimizer):
             if not params:
                 continue
             update = self._update_function(group, params)
-            if group.get("fused"):
-                # Refuse where nothing can compile even if every tensor is small enough not to need it.
-                _compile.check_fused_device(type(self).__name__, params[0].device)
-                # A compiled call costs tens of microseconds before it touches memory, more
-                # than a whole update of a bias or a norm's scale: such small tensors take
-                # the multi-tensor path, one call per operation for all of them, as torch's
-                # fused kernels handle every tensor in one call.
-                small = [p for p in params if p.numel() < _compile.FUSED_MIN_NUMEL]
-                parts = [
-                    (small, self._multi_tensor),
-                    ([p for p in params if p.numel() >= _compile.FUSED_MIN_NUMEL], update),
-                ]
-            else:
-                parts = [(params, update)]
             options = self._update_options(group)
-            for part, update in parts:
-                if part:
-                    tensor_lists = self._gather(group, part)
-                    update(*tensor_lists, **options)
-                    self._store_state(part, tensor_lists)
+            if group.get("fused"):
+                # The compiled path keeps what it prepares for the next step (see _compile).
+                options["plans"] = self._plans
+            tensor_lists = self._gather(group, params)
+            update(*tensor_lists, **options)
+            self._store_state(params, tensor_lists)
         return loss

@@ -49,7 +49,7 @@ on a large tensor.
 from __future__ import annotations
 
 import functools
-import os
+import operator
 import shutil
 import sys
 import time
@@ -59,7 +59,7 @@ import torch
 import torch.fx.experimental._config as fx_config
 from torch import Tensor
 
-__all__ = ["FUSED_MIN_NUMEL", "FusedKernel", "check_fused_device", "fused_scalars", "advance_steps", "compile_seconds"]
+__all__ = ["CHUNKS", "FusedKernel", "check_fused_device", "fused_scalars", "advance_steps", "compile_seconds"]
 
 # Every (kernel, dtype, flags) combination is a compiled variant of the same code;
 # Dynamo's default of 8 per function would run the rest eagerly.
@@ -67,20 +67,33 @@ _RECOMPILE_LIMIT = 64
 
 _COMPILE_SECONDS: dict[str, float] = {}
 
+# Plans an optimizer keeps (see FusedKernel.__call__): one per bucket of parameters, more
+# only while the set of parameters with gradients changes.
+_MAX_PLANS = 64
+
+# dynamic_threads: the C++ loop asks OpenMP for its threads at run time. Otherwise Inductor
+# decides at compile time from the first tensor's size, and a kernel first compiled for a
+# bias vector would run single-threaded on every matrix after it.
+# size_asserts: the fused path passes only 1-D contiguous tensors; asserting their sizes
+# and strides would cost four checks per parameter per step.
+_INDUCTOR_OPTIONS = {"cpp.dynamic_threads": True, "size_asserts": False}
+
 # A private option of torch.fx (see FusedKernel.__call__); a torch without it compiles
 # more often, not wrongly.
 _NO_DUCK_SHAPES = {"use_duck_shape": False} if hasattr(fx_config, "use_duck_shape") else {}
 
-#: Parameters with fewer elements than this take the multi-tensor path within a fused
-#: step: a compiled call's fixed cost (Dynamo's wrappers, about 20 µs on a CPU) is more
-#: than streaming 64K float32 elements through it. Tests set it to 0 (or the environment
-#: variable, which spawned processes inherit) to compile every tensor.
-FUSED_MIN_NUMEL = int(os.environ.get("OPTLIB_FUSED_MIN_NUMEL", 1 << 16))
+#: The sizes of a chunk, the parameters one compiled call updates: the smallest of these
+#: that holds all of a step's parameters, or several calls of the largest. A call costs
+#: about 0.1 ms on a CPU whose caches the backward pass has just filled (a tenth of that
+#: when warm), whatever it updates; compile time grows with the chunk (on a 2-core CPU
+#: with an empty cache: about 10 s for 8 parameters, 14 s for 16, 42 s for 64; 3-7 s
+#: with Inductor's cache warm).
+CHUNKS = (8, 16, 32, 64)
 
-#: Parameters one compiled call updates: a call's fixed cost (about 20 µs) is shared by
-#: CHUNK parameters, while the compile time grows with CHUNK (about 8 s for 1, 11 s for 8
-#: and 23 s for 16 on a 2-core CPU with an empty cache).
-CHUNK = 8
+
+def chunk_size(count: int) -> int:
+    """The chunk for ``count`` parameters: the smallest of CHUNKS that holds them, else the largest."""
+    return next((c for c in CHUNKS if c >= count), CHUNKS[-1])
 
 
 def compile_seconds() -> dict[str, float]:
@@ -132,16 +145,58 @@ def opmath_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def fused_scalars(device: torch.device, dtype: torch.dtype, **values: float) -> dict[str, Tensor]:
-    """Hyperparameters as 0-dim tensors on ``device``: a new value is new data, not a recompile."""
+def fused_scalars(
+    device: torch.device, dtype: torch.dtype, cache: dict | None = None, **values: float
+) -> dict[str, Tensor]:
+    """Hyperparameters as 0-dim tensors on ``device``: a new value is new data, not a recompile.
+
+    With a ``cache`` (the optimizer's plans), a value that has not changed since the last
+    step keeps its tensor, so a step creates none (or one, for a scheduled lr).
+    """
     dtype = opmath_dtype(dtype)
-    return {name: torch.tensor(float(value), dtype=dtype, device=device) for name, value in values.items()}
+    values = {name: float(value) for name, value in values.items()}
+    held = {} if cache is None else cache.setdefault(("scalars", device, dtype), {})
+    for name, value in values.items():
+        if name not in held or held[name][0] != value:
+            held[name] = (value, torch.tensor(value, dtype=dtype, device=device))
+    return {name: held[name][1] for name in values}
 
 
-def advance_steps(steps: list[Tensor], dtype: torch.dtype) -> Tensor:
-    """Add 1 to every step counter and return the counts as one vector in the kernel's scalar dtype."""
-    torch._foreach_add_(steps, torch.ones((), dtype=steps[0].dtype, device=steps[0].device))
-    return torch.stack(steps).to(opmath_dtype(dtype))
+def advance_steps(steps: list[Tensor], dtype: torch.dtype, plans: dict | None = None) -> Tensor | list[float]:
+    """Add 1 to every step counter and return the counts.
+
+    On the CPU, as Python numbers: the per-parameter scalars made from them (the bias
+    corrections) are then computed in double precision, as the single-tensor loop computes
+    them, with no operator calls. Elsewhere, as one vector in the kernel's scalar dtype,
+    which needs no synchronisation with the device.
+
+    With ``plans``, the counters (each parameter's 0-dim ``state["step"]``, as torch.optim
+    keeps it) are first moved into one shared vector, each tensor keeping its identity
+    (``Tensor.set_``), so that a step adds 1 to all of them in one operation instead of one
+    per parameter (with cold caches about 0.1 ms for 51 parameters on a CPU).
+    """
+    counts = None
+    if plans is not None:
+        key = ("steps", id(steps[0]))
+        held = plans.get(key)
+        if held is not None and _same(steps, held[0]):
+            counts = held[1]
+        elif all(s.dim() == 0 and s.dtype == steps[0].dtype and s.device == steps[0].device for s in steps):
+            counts = torch.stack(steps)
+            for i, s in enumerate(steps):
+                s.set_(counts.untyped_storage(), i, (), ())
+            # A counter moved here has left the vector of any earlier set (a parameter without
+            # a gradient changes the set): that set must not be counted through its vector again.
+            moved = {id(s) for s in steps}
+            for other in [k for k, v in plans.items() if k[0] == "steps" and any(id(s) in moved for s in v[0])]:
+                del plans[other]
+            plans[key] = (list(steps), counts)
+    if counts is not None:
+        counts.add_(1)
+    else:
+        torch._foreach_add_(steps, torch.ones((), dtype=steps[0].dtype, device=steps[0].device))
+        counts = torch.stack(steps)
+    return counts.tolist() if counts.device.type == "cpu" else counts.to(opmath_dtype(dtype))
 
 
 def _dense(t: Tensor) -> bool:
@@ -200,6 +255,107 @@ def _flat(row: tuple[Tensor | None, ...]) -> tuple[Tensor | None, ...] | None:
     return tuple(None if t is None else t.as_strided((t.numel(),), (1,)).detach() for t in row)
 
 
+def _inputs(rows: list, per_param: dict, shared: dict) -> list:
+    """The tensors of one chunk's call in one list, in an order fixed by its signature."""
+    flat = []
+    for v in per_param.values():
+        if isinstance(v, Tensor):
+            flat.append(v)
+        else:
+            flat.extend(x for x in v if isinstance(x, Tensor))
+    flat.extend(v for v in shared.values() if isinstance(v, Tensor))
+    for row in rows:
+        flat.extend(t for t in row if t is not None)
+    return flat
+
+
+class _Graph:
+    """A compiled graph, called with its arguments in the order Inductor takes them."""
+
+    def __init__(self, compiled: Callable[..., None], recipe: list[int]) -> None:
+        self.compiled = compiled
+        self.recipe = recipe
+
+    def arguments(self, rows: list, per_param: dict, shared: dict) -> list:
+        inputs = _inputs(rows, per_param, shared)
+        return [inputs[k] if k >= 0 else inputs[~k].shape[0] for k in self.recipe]
+
+    def __call__(self, arguments: list) -> None:
+        self.compiled(*arguments)
+
+
+class _ThroughDynamo:
+    """The fallback where a graph's inputs could not be matched: every call goes through Dynamo."""
+
+    def __init__(self, traced: Callable[..., None]) -> None:
+        self.traced = traced
+
+    def arguments(self, rows: list, per_param: dict, shared: dict) -> tuple:
+        return rows, per_param, shared
+
+    def __call__(self, arguments: tuple) -> None:
+        with torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT), fx_config.patch(_NO_DUCK_SHAPES):
+            self.traced(*arguments)
+
+
+class _KeepGraph:
+    """A ``torch.compile`` backend: compiles with Inductor, and keeps the graph as a plain call.
+
+    Dynamo hands a backend the graph's inputs as a list: the chunk's tensors (the very
+    objects passed in) and, before each tensor with a new size, that size as a symbolic
+    integer. Matching each tensor to its place in :func:`_inputs` gives the recipe that
+    turns a later chunk's inputs into the graph's arguments. Where some input does not
+    match (a future torch may lift others), ``graph`` stays None and the caller keeps
+    calling through Dynamo.
+    """
+
+    def __init__(self, rows: list, per_param: dict, shared: dict) -> None:
+        self._chunk = (rows, per_param, shared)
+        self.graph: _Graph | None = None
+
+    def __call__(self, gm: torch.fx.GraphModule, example_inputs: list):
+        from torch._inductor.compile_fx import compile_fx
+
+        compiled = compile_fx(gm, example_inputs, config_patches=_INDUCTOR_OPTIONS)
+        recipe = self._recipe(gm, example_inputs)
+        self._chunk = None  # no reference to the model's tensors stays behind
+        if recipe is not None:
+            self.graph = _Graph(compiled, recipe)
+        return compiled
+
+    def _recipe(self, gm: torch.fx.GraphModule, example_inputs: list) -> list[int] | None:
+        """For each graph input, its index in :func:`_inputs` (k), or ~k for the size of tensor k."""
+        position = {id(t): k for k, t in enumerate(_inputs(*self._chunk))}
+        placeholders = [node for node in gm.graph.nodes if node.op == "placeholder"]
+        if len(placeholders) != len(example_inputs):
+            return None
+        recipe: list[int | None] = []
+        for value in example_inputs:
+            if isinstance(value, Tensor):
+                if id(value) not in position:
+                    return None
+                recipe.append(position[id(value)])
+            elif isinstance(value, torch.SymInt):
+                recipe.append(None)  # filled in below, from the tensor it sizes
+            else:
+                return None
+        for i, node in enumerate(placeholders):
+            if recipe[i] is not None:
+                continue
+            # The size is the next tensor's only dimension: check it symbolically.
+            following = next((j for j in range(i + 1, len(recipe)) if isinstance(example_inputs[j], Tensor)), None)
+            if following is None:
+                return None
+            fake = placeholders[following].meta.get("example_value")
+            size = node.meta.get("example_value")
+            if fake is None or fake.dim() != 1 or not isinstance(size, torch.SymInt):
+                return None
+            if not isinstance(fake.shape[0], torch.SymInt) or fake.shape[0].node.expr != size.node.expr:
+                return None
+            recipe[i] = ~recipe[following]
+        return recipe
+
+
 class FusedKernel:
     """A per-parameter update function, compiled on first use to update ``CHUNK`` parameters per call.
 
@@ -212,7 +368,8 @@ class FusedKernel:
     def __init__(self, update: Callable[..., None]) -> None:
         self.update = update
         self.name = update.__name__
-        self._compiled: Callable[..., None] | None = None
+        # A compiled graph per signature (see __call__), called without Dynamo once compiled.
+        self._graphs: dict[tuple, _Graph | _ThroughDynamo] = {}
         # Scratch rows that fill the last chunk of a step, by the layout of a row.
         self._padding: dict[tuple, list[tuple[Tensor | None, ...]]] = {}
 
@@ -235,34 +392,119 @@ class FusedKernel:
             rows.append(tuple(None if t is None else torch.zeros(2, dtype=t.dtype, device=t.device) for t in row))
         return rows[:count]
 
-    def __call__(self, optimizer_name: str, tensors: list[list[Tensor | None]], **kwargs) -> None:
-        """Update every parameter; ``tensors`` are aligned lists (params, grads, state...)."""
+    def _compile(self, optimizer_name: str, variant: str, rows: list, per_param: dict, shared: dict):
+        """Compile the update of one chunk (and run it); return what runs the next chunks of its signature.
+
+        Dynamo traces the chunk and Inductor compiles the graph, as ``torch.compile`` does, but
+        through a backend that keeps the compiled graph and learns which input each of its
+        arguments is. Later chunks call the graph directly, without Dynamo's frame evaluation
+        and guards: on a CPU, with the caches cold from the backward pass, that machinery cost
+        about 0.2 ms per call, more than the update of a 600K-element tensor. The guards it
+        skips are ones the fused path already ensures: every tensor 1-D, contiguous and of at
+        least two elements, and everything else the graph depends on in the signature.
+        """
+        begin = time.perf_counter()
+        backend = _KeepGraph(rows, per_param, shared)
+        # Sizes that are merely equal must not become one symbol (duck shaping): the graph
+        # would then guard on which of a chunk's tensors have equal sizes.
+        with torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT), fx_config.patch(_NO_DUCK_SHAPES):
+            # A new backend makes Dynamo compile anew (it guards on the backend), so the graph
+            # of this signature reaches _KeepGraph even if another signature's is cached.
+            traced = torch.compile(self._update_each, backend=backend, fullgraph=True, dynamic=True)
+            try:
+                traced(rows, per_param, shared)
+            except Exception as err:  # a compiler failure is not the user's bad input
+                raise RuntimeError(
+                    f"optlib.{optimizer_name}(fused=True) could not compile its update on "
+                    f"{rows[0][0].device.type} ({type(err).__name__}: {err}). Use foreach=True instead."
+                ) from err
+        _COMPILE_SECONDS.setdefault(variant, time.perf_counter() - begin)
+        return backend.graph if backend.graph is not None else _ThroughDynamo(traced)
+
+    def __call__(
+        self, optimizer_name: str, tensors: list[list[Tensor | None]], plans: dict | None = None, **kwargs
+    ) -> None:
+        """Update every parameter; ``tensors`` are aligned lists (params, grads, state...).
+
+        ``plans`` (a dict the optimizer owns) keeps what this call prepares, the flat views
+        of each parameter and its state, the chunks and their compiled graphs, for the next
+        step over the same tensors, so that a step in steady state does little more than
+        call the graphs.
+        """
         params = tensors[0]
         if not params:
             return
         check_fused_device(optimizer_name, params[0].device)
-        if self._compiled is None:
-            # dynamic_threads: the C++ loop asks OpenMP for its threads at run time. Otherwise
-            # Inductor decides at compile time from the first tensor's size, and a kernel first
-            # compiled for a bias vector would run single-threaded on every matrix after it.
-            # size_asserts: Dynamo's guards already check every input's size and stride; the
-            # wrapper's asserts would check them again, four tensors per parameter per step.
-            self._compiled = torch.compile(
-                self._update_each,
-                fullgraph=True,
-                dynamic=True,
-                options={"cpp.dynamic_threads": True, "size_asserts": False},
-            )
         per_param = {
             k: v for k, v in kwargs.items() if isinstance(v, (list, tuple)) or (isinstance(v, Tensor) and v.dim() == 1)
         }
         shared = {k: v for k, v in kwargs.items() if k not in per_param}
-        rows, compiled = [], []
+        key = (self.name, id(params[0]))
+        plan = plans.get(key) if plans is not None else None
+        if plan is None or not plan.fits(tensors, per_param, shared):
+            plan = _Plan(self, optimizer_name, tensors, per_param, shared)
+            if plans is not None:
+                if len(plans) > _MAX_PLANS:  # parameter sets that came and went
+                    plans.clear()
+                plans[key] = plan
+        if not plan.run(tensors, per_param, shared):
+            # A gradient whose layout differs from the plan's: prepare this step anew.
+            plan = _Plan(self, optimizer_name, tensors, per_param, shared)
+            if plans is not None:
+                plans[key] = plan
+            plan.run(tensors, per_param, shared)
+
+
+def _kind(values) -> str:
+    """How a per-parameter value is passed: a 1-D tensor, a list of Python numbers (both
+    become a buffer the graph reads), or a list of bools or tensors (compiled in, or passed)."""
+    if isinstance(values, Tensor):
+        return "tensor"
+    first = values[0]  # the values of a list are all of one kind
+    return "floats" if isinstance(first, (float, int)) and not isinstance(first, bool) else "list"
+
+
+def _options(per_param: dict, shared: dict) -> tuple:
+    """What a plan depends on besides the tensors: the values' names and kinds, the flags."""
+    return (
+        tuple((k, _kind(v)) for k, v in per_param.items()),
+        tuple((k, v if isinstance(v, bool) else None) for k, v in shared.items()),
+    )
+
+
+def _same(a: list, b: list) -> bool:
+    """Whether two lists hold the very same objects."""
+    return len(a) == len(b) and all(map(operator.is_, a, b))
+
+
+class _Plan:
+    """What one fused call over a list of parameters prepares, kept while they stay the same.
+
+    The parameters' and their state's flat views, the order of the compiled rows (the
+    parameters that cannot be flattened run uncompiled), the scratch rows that fill the
+    last chunk, one buffer per per-parameter value in that order, and each chunk's graph.
+    It fits a later call with the same parameter and state tensors, the same options and
+    the same per-parameter bools; gradients may be new tensors each step (``zero_grad``
+    sets them to None), and only they are flattened again.
+    """
+
+    def __init__(self, kernel: FusedKernel, optimizer_name: str, tensors: list, per_param: dict, shared: dict):
+        self.kernel = kernel
+        self.optimizer_name = optimizer_name
+        params = tensors[0]
+        self.held = [list(t) for i, t in enumerate(tensors) if i != 1]  # everything but the gradients
+        self.grads = list(tensors[1])
+        self.lists = {k: list(v) for k, v in per_param.items() if _kind(v) == "list"}
+        self.options = _options(per_param, shared)
+        self.grad_mode = torch.is_grad_enabled()
         # No DTensor exists unless torch.distributed.tensor was imported: no import here.
         dtensor = sys.modules.get("torch.distributed.tensor")
-        sharded = dtensor is not None and any(isinstance(p, dtensor.DTensor) for p in params)
+        self.sharded = dtensor is not None and any(isinstance(p, dtensor.DTensor) for p in params)
+        self.eager: list[int] = []
+        self.compiled: list[int] = []
+        self.rows: list[tuple[Tensor | None, ...]] = []
         for i, row in enumerate(zip(*tensors)):
-            if sharded:
+            if self.sharded:
                 row = tuple(_local(t) for t in row)
             # A parameter of one element (a 0-dim scale) runs uncompiled too: Dynamo makes a
             # size of 1 a constant, and with cpp.dynamic_threads Inductor's C++ loop then ran
@@ -272,46 +514,141 @@ class FusedKernel:
             if flat is None:
                 # Tensors with gaps or with layouts that differ between param, grad and
                 # state (rare) run the same update uncompiled, one operation at a time.
-                self.update(*row, **shared, **{k: v[i] for k, v in per_param.items()})
+                self.eager.append(i)
             else:
-                rows.append(flat)
-                compiled.append(i)
-        if not rows:
+                self.rows.append(flat)
+                self.compiled.append(i)
+        self.all_compiled = not self.eager
+        self.count = len(self.rows)
+        if not self.rows:
             return
-        if len(compiled) < len(params):
-            per_param = {
-                k: [v[i] for i in compiled] if isinstance(v, (list, tuple)) else v[compiled]
-                for k, v in per_param.items()
-            }
         # The last chunk is filled up with scratch rows, so that every call has the same
-        # arity and one compilation serves any model.
-        padding = -len(rows) % CHUNK
-        if padding:
-            rows += self._pad(rows[-1], padding)
-            per_param = {
-                k: list(v) + [v[-1]] * padding
-                if isinstance(v, (list, tuple))
-                else torch.cat([v, v[-1:].expand(padding)])
-                for k, v in per_param.items()
-            }
+        # arity and one compilation serves any model of up to that many parameters.
+        chunk = chunk_size(self.count)
+        self.rows += kernel._pad(self.rows[-1], -self.count % chunk)
+        self.index = None if self.all_compiled else torch.tensor(self.compiled, device=params[0].device)
+        # One buffer per per-parameter value, in the rows' order; the scratch rows read the
+        # last parameter's value.
+        self.buffers = {}
+        for k, v in per_param.items():
+            if _kind(v) == "tensor":
+                buffer = torch.empty(len(self.rows), dtype=v.dtype, device=v.device)
+                buffer[self.count :] = v[self.compiled[-1]]
+                self.buffers[k] = buffer
+            elif _kind(v) == "floats":
+                dtype = opmath_dtype(params[0].dtype)
+                last = float(v[self.compiled[-1]])
+                self.buffers[k] = torch.full((len(self.rows),), last, dtype=dtype, device=params[0].device)
+        # Python numbers are written into CPU buffers through NumPy, with no operator call
+        # (each costs tens of microseconds with cold caches).
+        self.host = {
+            k: b.numpy() for k, b in self.buffers.items() if _kind(per_param[k]) == "floats" and b.device.type == "cpu"
+        }
         flags = tuple(sorted((k, v) for k, v in shared.items() if isinstance(v, bool)))
-        variant = f"{optimizer_name}:{self.name}[{params[0].dtype}, {params[0].device.type}, {flags}]"
-        # Sizes that are merely equal must not become one symbol (duck shaping): the graph
-        # would then guard on which of a chunk's tensors have equal sizes, and compile again
-        # for every chunk whose pattern differs.
-        with torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT), fx_config.patch(_NO_DUCK_SHAPES):
-            for start in range(0, len(rows), CHUNK):
-                chunk = rows[start : start + CHUNK]
-                chunk_values = {k: v[start : start + CHUNK] for k, v in per_param.items()}
-                if variant in _COMPILE_SECONDS:
-                    self._compiled(chunk, chunk_values, shared)
+        self.variant = f"{optimizer_name}:{kernel.name}[{params[0].dtype}, {params[0].device.type}, {flags}]"
+        # What decides a graph besides the sizes: the variant, which entries of a row are
+        # None, the names of the values, the grad mode, and the bools of per-parameter lists
+        # (SGD's first step), which are compiled in.
+        signature = (self.variant, tuple(shared), tuple(per_param), self.grad_mode)
+        ordered = {k: self._ordered(v) for k, v in self.lists.items()}
+        self.shared = list(shared.values())
+        # Per chunk: its rows, its per-parameter values, the key of its graph, and (once
+        # known) the graph and its arguments, which change only with the gradients.
+        self.chunks = []
+        for start in range(0, len(self.rows), chunk):
+            end = start + chunk
+            key = (
+                signature,
+                tuple(t is None for row in self.rows[start:end] for t in row),
+                tuple(tuple(v[start:end]) for v in ordered.values()),
+            )
+            values = {k: b[start:end] for k, b in self.buffers.items()}
+            values.update({k: v[start:end] for k, v in ordered.items()})
+            self.chunks.append(_Chunk(start, end, key, values))
+
+    def _ordered(self, values: list) -> list:
+        """A per-parameter list in the rows' order, the scratch rows reading the last value."""
+        ordered = values if self.all_compiled else [values[i] for i in self.compiled]
+        return list(ordered) + [ordered[-1]] * (len(self.rows) - self.count)
+
+    def fits(self, tensors: list, per_param: dict, shared: dict) -> bool:
+        """Whether this plan serves a call with these tensors and options."""
+        held = [t for i, t in enumerate(tensors) if i != 1]
+        return (
+            not self.sharded
+            and len(held) == len(self.held)
+            and all(map(_same, held, self.held))
+            and self.options == _options(per_param, shared)
+            and self.grad_mode == torch.is_grad_enabled()
+            and all(list(per_param[k]) == v for k, v in self.lists.items())
+        )
+
+    def _refresh_grads(self, grads: list) -> bool:
+        """Put new gradients into the rows; False where one's layout differs from its parameter's."""
+        for r, i in enumerate(self.compiled):
+            g, p = grads[i], self.held[0][i]
+            if g is self.grads[i]:
+                continue
+            if not (g.is_contiguous() and p.is_contiguous() and g.shape == p.shape):
+                return False
+            row = self.rows[r]
+            self.rows[r] = (row[0], g.detach() if g.dim() == 1 else g.view(-1).detach(), *row[2:])
+        self.grads = list(grads)
+        self._forget_arguments()
+        return True
+
+    def run(self, tensors: list, per_param: dict, shared: dict) -> bool:
+        """Update every parameter; False (nothing done) where a new gradient does not fit the plan."""
+        grads = tensors[1]
+        if not self.sharded and not _same(grads, self.grads) and not self._refresh_grads(grads):
+            return False
+        for i in self.eager:
+            row = tuple(t[i] for t in tensors)
+            if self.sharded:
+                row = tuple(_local(t) for t in row)
+            self.kernel.update(*row, **shared, **{k: v[i] for k, v in per_param.items()})
+        if not self.count:
+            return True
+        for k, buffer in self.buffers.items():
+            values = per_param[k]
+            if isinstance(values, Tensor):
+                if self.all_compiled:
+                    buffer[: self.count].copy_(values)
+                else:
+                    torch.index_select(values, 0, self.index, out=buffer[: self.count])
+            else:
+                values = values if self.all_compiled else [values[i] for i in self.compiled]
+                if k in self.host:
+                    self.host[k][: self.count] = values
+                else:
+                    buffer[: self.count].copy_(torch.tensor(values, dtype=buffer.dtype))
+        if not _same(self.shared, list(shared.values())):
+            self.shared = list(shared.values())
+            self._forget_arguments()
+        graphs = self.kernel._graphs
+        for chunk in self.chunks:
+            if chunk.graph is None:
+                chunk.graph = graphs.get(chunk.key)
+                if chunk.graph is None:
+                    rows = self.rows[chunk.start : chunk.end]
+                    graphs[chunk.key] = self.kernel._compile(
+                        self.optimizer_name, self.variant, rows, chunk.values, shared
+                    )
                     continue
-                begin = time.perf_counter()
-                try:
-                    self._compiled(chunk, chunk_values, shared)
-                except Exception as err:  # a compiler failure is not the user's bad input
-                    raise RuntimeError(
-                        f"optlib.{optimizer_name}(fused=True) could not compile its update on "
-                        f"{params[0].device.type} ({type(err).__name__}: {err}). Use foreach=True instead."
-                    ) from err
-                _COMPILE_SECONDS[variant] = time.perf_counter() - begin
+            if chunk.arguments is None:
+                chunk.arguments = chunk.graph.arguments(self.rows[chunk.start : chunk.end], chunk.values, shared)
+            chunk.graph(chunk.arguments)
+        return True
+
+    def _forget_arguments(self) -> None:
+        for chunk in self.chunks:
+            chunk.arguments = None
+
+
+class _Chunk:
+    """The rows ``start:end`` of a plan, their per-parameter values, and their graph."""
+
+    def __init__(self, start: int, end: int, key: tuple, values: dict) -> None:
+        self.start, self.end, self.key, self.values = start, end, key, values
+        self.graph: _Graph | _ThroughDynamo | None = None
+        self.arguments: list | tuple | None = None

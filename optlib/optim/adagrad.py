@@ -155,6 +155,7 @@ def _adagrad_fused(
     weight_decay: float,
     eps: float,
     maximize: bool,
+    plans: dict | None = None,
 ) -> None:
     """The same step as :func:`_adagrad_single_tensor`, one compiled kernel per parameter."""
     if any(g.is_sparse for g in grads):
@@ -162,14 +163,19 @@ def _adagrad_fused(
     for (device, dtype), (b_params, b_grads, b_sums, b_steps) in group_by_device_and_dtype(
         params, grads, state_sums, state_steps
     ).items():
-        scalars = fused_scalars(device, dtype, lr=lr, weight_decay=weight_decay, eps=eps)
-        t = advance_steps(b_steps, dtype)
+        scalars = fused_scalars(device, dtype, plans, lr=lr, weight_decay=weight_decay, eps=eps)
+        t = advance_steps(b_steps, dtype, plans)
+        if isinstance(t, list):  # the CPU: Python numbers, as the loop computes them
+            decayed_lr = [lr / (1 + (k - 1) * lr_decay) for k in t]
+        else:
+            decayed_lr = scalars["lr"] / (1 + (t - 1) * lr_decay)
         _adagrad_fused_kernel(
             "Adagrad",
             [b_params, b_grads, b_sums],
-            decayed_lr=scalars["lr"] / (1 + (t - 1) * lr_decay),
+            decayed_lr=decayed_lr,
             maximize=maximize,
             **scalars,
+            plans=plans,
         )
 
 

@@ -301,24 +301,34 @@ def _adam_fused(
     nesterov: bool,
     maximize: bool,
     optimizer_name: str = "Adam",
+    plans: dict | None = None,
 ) -> None:
     """The same step as :func:`_adam_single_tensor`, one compiled kernel per parameter."""
     for (device, dtype), bucket in group_by_device_and_dtype(
         params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps
     ).items():
         *tensors, b_steps = bucket
-        scalars = fused_scalars(device, dtype, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
-        t = advance_steps(b_steps, dtype)
+        scalars = fused_scalars(
+            device, dtype, plans, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay
+        )
+        t = advance_steps(b_steps, dtype, plans)
+        if isinstance(t, list):  # the CPU: Python numbers
+            step_size = [lr / (1 - beta1**k) for k in t]
+            bias_correction2_sqrt = [(1 - beta2**k) ** 0.5 for k in t]
+        else:
+            step_size = scalars["lr"] / (1 - scalars["beta1"] ** t)
+            bias_correction2_sqrt = (1 - scalars["beta2"] ** t).sqrt()
         _adam_fused_kernel(
             optimizer_name,
             tensors,
-            step_size=scalars["lr"] / (1 - scalars["beta1"] ** t),
-            bias_correction2_sqrt=(1 - scalars["beta2"] ** t).sqrt(),
+            step_size=step_size,
+            bias_correction2_sqrt=bias_correction2_sqrt,
             amsgrad=amsgrad,
             nesterov=nesterov,
             maximize=maximize,
             **_decay_flags(decoupled_weight_decay, weight_decay),
             **scalars,
+            plans=plans,
         )
 
 

@@ -188,27 +188,43 @@ def _nadam_fused(
     momentum_decay: float,
     decoupled_weight_decay: bool,
     maximize: bool,
+    plans: dict | None = None,
 ) -> None:
     """The same step as :func:`_nadam_single_tensor`, one compiled kernel per parameter."""
     for (device, dtype), bucket in group_by_device_and_dtype(
         params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps
     ).items():
         *tensors, b_mu_products, b_steps = bucket
-        scalars = fused_scalars(device, dtype, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
-        t = advance_steps(b_steps, dtype)
-        mu = _momentum_coefficient(scalars["beta1"], momentum_decay, t)
-        mu_next = _momentum_coefficient(scalars["beta1"], momentum_decay, t + 1)
-        torch._foreach_mul_(b_mu_products, mu.to(b_mu_products[0].dtype).unbind())
-        mu_product = torch.stack(b_mu_products).to(t.dtype)
+        scalars = fused_scalars(
+            device, dtype, plans, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay
+        )
+        t = advance_steps(b_steps, dtype, plans)
+        if isinstance(t, list):  # the CPU: Python numbers, as the multi-tensor path computes them
+            mu = [_momentum_coefficient(beta1, momentum_decay, k) for k in t]
+            mu_next = [_momentum_coefficient(beta1, momentum_decay, k + 1) for k in t]
+            torch._foreach_mul_(b_mu_products, mu)
+            mu_product = torch.stack(b_mu_products).tolist()
+            grad_step_size = [lr * (1 - m) / (1 - p) for m, p in zip(mu, mu_product)]
+            momentum_step_size = [lr * n / (1 - p * n) for n, p in zip(mu_next, mu_product)]
+            bias_correction2 = [1 - beta2**k for k in t]
+        else:
+            mu = _momentum_coefficient(scalars["beta1"], momentum_decay, t)
+            mu_next = _momentum_coefficient(scalars["beta1"], momentum_decay, t + 1)
+            torch._foreach_mul_(b_mu_products, mu.to(b_mu_products[0].dtype).unbind())
+            mu_product = torch.stack(b_mu_products).to(t.dtype)
+            grad_step_size = scalars["lr"] * (1 - mu) / (1 - mu_product)
+            momentum_step_size = scalars["lr"] * mu_next / (1 - mu_product * mu_next)
+            bias_correction2 = 1 - scalars["beta2"] ** t
         _nadam_fused_kernel(
             "NAdam",
             tensors,
-            grad_step_size=scalars["lr"] * (1 - mu) / (1 - mu_product),
-            momentum_step_size=scalars["lr"] * mu_next / (1 - mu_product * mu_next),
-            bias_correction2=1 - scalars["beta2"] ** t,
+            grad_step_size=grad_step_size,
+            momentum_step_size=momentum_step_size,
+            bias_correction2=bias_correction2,
             maximize=maximize,
             **_decay_flags(decoupled_weight_decay, weight_decay),
             **scalars,
+            plans=plans,
         )
 
 

@@ -173,6 +173,7 @@ def _sgd_fused(
     weight_decay: float,
     nesterov: bool,
     maximize: bool,
+    plans: dict | None = None,
 ) -> None:
     """The same step as :func:`_sgd_single_tensor`, one compiled kernel per parameter."""
     if any(g.is_sparse for g in grads):
@@ -192,7 +193,10 @@ def _sgd_fused(
             first_step=b_first,
             nesterov=nesterov,
             maximize=maximize,
-            **fused_scalars(device, dtype, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay),
+            **fused_scalars(
+                device, dtype, plans, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay
+            ),
+            plans=plans,
         )
 
 
