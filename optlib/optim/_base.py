@@ -26,6 +26,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from . import _compile
+
 __all__ = [
     "CourseOptimizer",
     "as_real",
@@ -280,9 +282,10 @@ class CourseOptimizer(Optimizer):
     def _params_with_grad(self, group: dict) -> list[Tensor]:
         params = []
         for p in group["params"]:
-            if p.grad is None:
+            grad = p.grad
+            if grad is None:
                 continue
-            if p.grad.is_sparse and not self._sparse_grads:
+            if grad.is_sparse and not self._sparse_grads:
                 raise RuntimeError(f"optlib.{type(self).__name__} does not support sparse gradients")
             self._init_state(p, group)
             params.append(p)
@@ -323,6 +326,8 @@ class CourseOptimizer(Optimizer):
             update = self._update_function(group, params)
             options = self._update_options(group)
             if group.get("fused"):
+                # Refuse before any state changes where nothing can compile.
+                _compile.check_fused_device(type(self).__name__, params[0].device)
                 # The compiled path keeps what it prepares for the next step (see _compile).
                 options["plans"] = self._plans
             tensor_lists = self._gather(group, params)

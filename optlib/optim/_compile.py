@@ -434,7 +434,6 @@ class FusedKernel:
         params = tensors[0]
         if not params:
             return
-        check_fused_device(optimizer_name, params[0].device)
         per_param = {
             k: v for k, v in kwargs.items() if isinstance(v, (list, tuple)) or (isinstance(v, Tensor) and v.dim() == 1)
         }
@@ -442,6 +441,8 @@ class FusedKernel:
         key = (self.name, id(params[0]))
         plan = plans.get(key) if plans is not None else None
         if plan is None or not plan.fits(tensors, per_param, shared):
+            # Refuse where nothing can compile (checked while planning: the graphs of a plan compiled).
+            check_fused_device(optimizer_name, params[0].device)
             plan = _Plan(self, optimizer_name, tensors, per_param, shared)
             if plans is not None:
                 if len(plans) > _MAX_PLANS:  # parameter sets that came and went
