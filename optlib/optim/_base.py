@@ -199,7 +199,7 @@ class CourseOptimizer(Optimizer):
     * ``_single_tensor``: a plain loop over parameters, the readable version;
     * ``_multi_tensor``: ``torch._foreach_*`` ops, one kernel per operation for a
       whole list of tensors;
-    * ``_fused``: one compiled kernel per large parameter that reads and writes each
+    * ``_fused``: one compiled kernel over many parameters that reads and writes each
       tensor once (see :mod:`optlib.optim._compile`), or None where there is none.
 
     A subclass says what is its own: its argument checks, ``_state_keys(group)``

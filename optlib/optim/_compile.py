@@ -1,4 +1,4 @@
-"""The fused path: one compiled update for CHUNK parameters at a time, built with ``torch.compile``.
+"""The fused path: a step's update compiled with ``torch.compile`` and run as few calls as possible.
 
 An optimizer step is memory-bound: an AdamW step reads θ, g, m, v and writes θ,
 m, v, 28 bytes per float32 parameter, and does a handful of flops on each. The
@@ -9,41 +9,34 @@ device; optlib writes the update of one parameter once, as ordinary tensor code,
 and lets Inductor generate the kernel (a vectorised C++/OpenMP loop on the CPU, a
 Triton kernel on CUDA).
 
-These choices keep the compiled step fast and stable:
+These choices make the compiled step as fast as torch's hand-written one:
 
-* one compiled call updates ``CHUNK`` (8) parameters, each flattened to 1-D, with
-  dynamic shapes: one compilation serves every tensor size and every model, and
-  Dynamo's fixed cost per call (its guards and wrappers, about 20 µs on a CPU) is
-  paid once per 8 parameters instead of once per parameter. A first version compiled
-  one call per parameter; at 10M parameters in 17 large tensors that fixed cost was
-  about 0.4 ms of a 6.5 ms step. A single graph over all of a model's tensors would
-  pay it once per step, but its compile time grows with the model (about 40 s for
-  the 51 tensors of benchmarks/step_time.py), while a chunk of 8 compiles in about
-  11 s (8 s for one parameter) on a 2-core CPU with an empty Inductor cache;
-* the last chunk of a step is filled up with two-element zero tensors, so every
-  call has the same arity; Dynamo's duck shaping is turned off, so that merely
-  equal sizes (say, a bias and a norm's scale) do not become one symbol with a guard
-  on their equality, which would compile again for every chunk of another pattern;
-  the flat tensors are detached, not views, since Dynamo guards on a view's base;
+* one compiled call updates a *chunk* of parameters, each flattened to 1-D, with
+  dynamic shapes: one compilation serves every tensor size. A chunk holds 8, 16, 32
+  or 64 parameters, the smallest that holds a step's parameters (benchmarks/
+  step_time.py's 51 tensors take one call of 64); the last chunk is filled up with
+  two-element scratch rows. Compile time grows with the chunk (see ``CHUNKS``);
+* after the first call, a graph is called directly, not through Dynamo
+  (``_KeepGraph``): with the caches cold from a backward pass, Dynamo's frame
+  evaluation and guards cost about 0.2 ms per call on a CPU, more than the update of
+  a 600K-element tensor;
+* a step keeps what it prepared for the next (``_Plan``): the flat views, the order
+  of the rows, the graphs and their arguments, and the step counters, moved into one
+  vector so that one operation counts them all. A later step over the same tensors
+  only checks that they are the same, flattens gradients that are new tensors, and
+  calls the graphs; this per-step Python had cost about 0.8 ms for 51 tensors;
+* Dynamo's duck shaping is turned off, so that merely equal sizes (say, a bias and a
+  norm's scale) do not become one symbol with a guard on their equality; the flat
+  tensors are detached, not views, since Dynamo guards on a view's base;
 * every hyperparameter enters as a 0-dim tensor, so a learning-rate scheduler
   changes a value, not the graph (a changed Python float would recompile);
 * the per-parameter scalars that need a power (the bias corrections) are computed
-  once per step for all parameters of a bucket, outside the kernel (inside it
-  Inductor would recompute them for every vector of elements), and enter as one
-  vector per chunk, read by index.
+  once per step outside the kernel (inside it Inductor would recompute them for
+  every vector of elements), on the CPU as Python numbers, as the single-tensor loop
+  computes them, and enter as one vector per chunk, read by index.
 
 The booleans of an update (maximize, nesterov, amsgrad, ...) are specialised:
-each combination in use compiles once per dtype.
-
-A compiled call still costs about 3 µs per parameter (guards, Python-side
-flattening), which is more than the update of a bias or a norm's scale. So in a
-fused step the parameters under ``FUSED_MIN_NUMEL`` elements take the multi-tensor
-path (one ``torch._foreach_*`` call per operation for all of them), and only the
-large ones, which hold almost all the bytes, run the compiled kernel. What is left
-between optlib's fused step and torch's hand-written one on a CPU is this per-step
-Python (about 0.6–0.8 ms for 51 tensors, against torch's 0.2 ms) and, with one
-thread, a kernel 8–12 % slower than torch's; with two threads the kernels are level
-on a large tensor.
+each combination in use compiles once per dtype and chunk size.
 """
 
 from __future__ import annotations

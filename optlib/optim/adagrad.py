@@ -157,7 +157,7 @@ def _adagrad_fused(
     maximize: bool,
     plans: dict | None = None,
 ) -> None:
-    """The same step as :func:`_adagrad_single_tensor`, one compiled kernel per parameter."""
+    """The same step as :func:`_adagrad_single_tensor`, compiled kernels over many parameters at once."""
     if any(g.is_sparse for g in grads):
         raise RuntimeError("Invalid fused: `fused` does not support sparse gradients; use foreach=False")
     for (device, dtype), (b_params, b_grads, b_sums, b_steps) in group_by_device_and_dtype(
@@ -219,7 +219,7 @@ class Adagrad(CourseOptimizer):
             per-parameter loop, None to choose as torch.optim does (multi-tensor when
             every parameter is on CUDA).
         maximize: maximize the objective instead of minimizing it (default False).
-        fused: True for one compiled kernel per large parameter (``torch.compile``, CPU
+        fused: True for the update compiled into one kernel over many parameters (``torch.compile``, CPU
             and CUDA) that reads and writes each tensor once per step; it cannot
             be combined with ``foreach=True`` or ``differentiable=True``.
         differentiable: accepted for compatibility with torch.optim.Adagrad;

@@ -303,7 +303,7 @@ def _adam_fused(
     optimizer_name: str = "Adam",
     plans: dict | None = None,
 ) -> None:
-    """The same step as :func:`_adam_single_tensor`, one compiled kernel per parameter."""
+    """The same step as :func:`_adam_single_tensor`, compiled kernels over many parameters at once."""
     for (device, dtype), bucket in group_by_device_and_dtype(
         params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps
     ).items():
@@ -435,7 +435,7 @@ class Adam(_AdamFamily):
         foreach: True for the ``torch._foreach_*`` path, False for the per-parameter
             loop, None to choose the former when every parameter is on CUDA.
         maximize: maximize the objective instead of minimizing it (default False).
-        fused: True for one compiled kernel per large parameter (``torch.compile``, CPU
+        fused: True for the update compiled into one kernel over many parameters (``torch.compile``, CPU
             and CUDA) that reads and writes each tensor once per step; it cannot
             be combined with ``foreach=True`` or ``differentiable=True``.
         capturable, differentiable: accepted for drop-in compatibility with

@@ -44,7 +44,7 @@ class AdamW(Adam):
         maximize: maximize the objective instead of minimizing it (default False).
         foreach: True for the ``torch._foreach_*`` path, False for the per-parameter
             loop, None to choose the former when every parameter is on CUDA.
-        fused: True for one compiled kernel per large parameter (``torch.compile``, CPU
+        fused: True for the update compiled into one kernel over many parameters (``torch.compile``, CPU
             and CUDA) that reads and writes each tensor once per step; it cannot
             be combined with ``foreach=True`` or ``differentiable=True``.
         capturable, differentiable: accepted for drop-in compatibility with

@@ -54,7 +54,7 @@ class NesterovAdamW(_AdamFamily):
         foreach: True for the ``torch._foreach_*`` path, False for the per-parameter
             loop, None to choose the former when every parameter is on CUDA.
         maximize: maximize the objective instead of minimizing it (default False).
-        fused: True for one compiled kernel per large parameter (``torch.compile``; CPU
+        fused: True for the update compiled into one kernel over many parameters (``torch.compile``; CPU
             and CUDA), which reads and writes each tensor once per step.
 
     Example::

@@ -175,7 +175,7 @@ def _sgd_fused(
     maximize: bool,
     plans: dict | None = None,
 ) -> None:
-    """The same step as :func:`_sgd_single_tensor`, one compiled kernel per parameter."""
+    """The same step as :func:`_sgd_single_tensor`, compiled kernels over many parameters at once."""
     if any(g.is_sparse for g in grads):
         raise RuntimeError("Invalid fused: `fused` does not support sparse gradients; use foreach=False")
     # A parameter's first momentum step copies g into a new buffer, as the loop starts it.
@@ -253,7 +253,7 @@ class SGD(CourseOptimizer):
         foreach: True for the multi-tensor (``torch._foreach``) path, False for the
             per-parameter loop, None to choose as torch.optim does (multi-tensor when
             every parameter is on CUDA).
-        fused: True for one compiled kernel per large parameter (``torch.compile``, CPU
+        fused: True for the update compiled into one kernel over many parameters (``torch.compile``, CPU
             and CUDA) that reads and writes each tensor once per step; it cannot
             be combined with ``foreach=True`` or ``differentiable=True``.
         differentiable: accepted for compatibility with torch.optim.SGD; optlib
