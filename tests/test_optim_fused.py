@@ -20,6 +20,8 @@ path runs its update uncompiled and matches.
 from __future__ import annotations
 
 import copy
+import gc
+import weakref
 
 import pytest
 import torch
@@ -193,3 +195,8 @@ def test_a_step_reuses_its_plan_and_follows_what_changes(monkeypatch):
         torch.testing.assert_close(a, b)
     for p, q in zip(fused, loop):
         torch.testing.assert_close(opt_fused.state[p]["exp_avg"], opt_loop.state[q]["exp_avg"])
+    # The plan holds no gradient between steps: zero_grad frees them, as with torch.optim.
+    freed = [weakref.ref(p.grad) for p in fused]
+    opt_fused.zero_grad()
+    gc.collect()
+    assert all(ref() is None for ref in freed), "the fused path kept a gradient alive after the step"

@@ -326,10 +326,13 @@ class CourseOptimizer(Optimizer):
             update = self._update_function(group, params)
             options = self._update_options(group)
             if group.get("fused"):
-                # Refuse before any state changes where nothing can compile.
-                _compile.check_fused_device(type(self).__name__, params[0].device)
                 # The compiled path keeps what it prepares for the next step (see _compile).
-                options["plans"] = self._plans
+                plans = options["plans"] = self._plans
+                # Refuse before any state changes where nothing can compile (once per device:
+                # asking Inductor's config every step costs more than a small update).
+                if ("compiles on", params[0].device) not in plans:
+                    _compile.check_fused_device(type(self).__name__, params[0].device)
+                    plans[("compiles on", params[0].device)] = True
             tensor_lists = self._gather(group, params)
             update(*tensor_lists, **options)
             self._store_state(params, tensor_lists)

@@ -52,7 +52,15 @@ import torch
 import torch.fx.experimental._config as fx_config
 from torch import Tensor
 
-__all__ = ["CHUNKS", "FusedKernel", "check_fused_device", "fused_scalars", "advance_steps", "compile_seconds"]
+__all__ = [
+    "CHUNKS",
+    "FusedKernel",
+    "check_fused_device",
+    "fused_buckets",
+    "fused_scalars",
+    "advance_steps",
+    "compile_seconds",
+]
 
 # Every (kernel, dtype, flags) combination is a compiled variant of the same code;
 # Dynamo's default of 8 per function would run the rest eagerly.
@@ -153,6 +161,20 @@ def fused_scalars(
         if name not in held or held[name][0] != value:
             held[name] = (value, torch.tensor(value, dtype=dtype, device=device))
     return {name: held[name][1] for name in values}
+
+
+def fused_buckets(plans: dict | None, *tensor_lists: list) -> dict[tuple, list[list]]:
+    """``group_by_device_and_dtype``, remembered in ``plans`` for the same parameters in one bucket."""
+    from ._base import group_by_device_and_dtype
+
+    params = tensor_lists[0]
+    held = plans.get(("bucket", id(params[0]))) if plans is not None else None
+    if held is not None and _same(params, held[0]):
+        return {held[1]: list(tensor_lists)}
+    buckets = group_by_device_and_dtype(*tensor_lists)
+    if plans is not None and len(buckets) == 1:
+        plans[("bucket", id(params[0]))] = (list(params), next(iter(buckets)))
+    return buckets
 
 
 def advance_steps(steps: list[Tensor], dtype: torch.dtype, plans: dict | None = None) -> Tensor | list[float]:
@@ -487,7 +509,6 @@ class _Plan:
         self.optimizer_name = optimizer_name
         params = tensors[0]
         self.held = [list(t) for i, t in enumerate(tensors) if i != 1]  # everything but the gradients
-        self.grads = list(tensors[1])
         self.lists = {k: list(v) for k, v in per_param.items() if _kind(v) == "list"}
         self.options = _options(per_param, shared)
         self.grad_mode = torch.is_grad_enabled()
@@ -512,6 +533,12 @@ class _Plan:
             else:
                 self.rows.append(flat)
                 self.compiled.append(i)
+        # What a later step's gradient must match to be flattened the same way.
+        self.layouts = [
+            (i, tensors[0][i].shape, tensors[0][i].dim() == 1, tensors[0][i].stride(), tensors[0][i].is_contiguous())
+            for i in self.compiled
+        ]
+        self.fresh = True  # the rows hold this step's gradients
         self.all_compiled = not self.eager
         self.count = len(self.rows)
         if not self.rows:
@@ -577,32 +604,61 @@ class _Plan:
             and all(list(per_param[k]) == v for k, v in self.lists.items())
         )
 
-    def _refresh_grads(self, grads: list) -> bool:
-        """Put new gradients into the rows; False where one's layout differs from its parameter's."""
-        for r, i in enumerate(self.compiled):
-            g, p = grads[i], self.held[0][i]
-            if g is self.grads[i]:
-                continue
-            if not (g.is_contiguous() and p.is_contiguous() and g.shape == p.shape):
-                return False
-            row = self.rows[r]
-            self.rows[r] = (row[0], g.detach() if g.dim() == 1 else g.view(-1).detach(), *row[2:])
-        self.grads = list(grads)
-        self._forget_arguments()
-        return True
+    def _flat_grads(self, grads: list) -> list[Tensor] | None:
+        """The compiled rows' gradients as 1-D tensors, or None where one is laid out unlike its parameter."""
+        flats = []
+        for i, shape, vector, stride, contiguous in self.layouts:
+            g = grads[i]
+            if g.shape != shape:
+                return None
+            if contiguous and g.is_contiguous():
+                flats.append(g if vector else g.view(-1))
+            elif not contiguous and g.stride() == stride:
+                flats.append(g.as_strided((g.numel(),), (1,)))
+            else:
+                return None
+        return flats
 
     def run(self, tensors: list, per_param: dict, shared: dict) -> bool:
-        """Update every parameter; False (nothing done) where a new gradient does not fit the plan."""
-        grads = tensors[1]
-        if not self.sharded and not _same(grads, self.grads) and not self._refresh_grads(grads):
-            return False
+        """Update every parameter; False (nothing done) where a new gradient does not fit the plan.
+
+        The plan holds no gradient between steps: it would keep a step's gradients alive,
+        in memory, through the next backward pass.
+        """
+        if self.fresh:  # the rows hold this step's gradients, flattened while planning
+            flats = [row[1] for row in self.rows[: self.count]]
+            self.rows[: self.count] = [(row[0], None, *row[2:]) for row in self.rows[: self.count]]
+            self.fresh = False
+        else:
+            flats = self._flat_grads(tensors[1])
+            if flats is None:
+                return False
+        try:
+            self._run(tensors, per_param, shared, flats)
+        finally:
+            for chunk in self.chunks:
+                if isinstance(chunk.arguments, list):
+                    for j, _ in chunk.grad_slots:
+                        chunk.arguments[j] = None
+                else:  # Dynamo's arguments hold the rows themselves: built anew each step
+                    chunk.arguments = None
+        return True
+
+    def _rows(self, chunk: _Chunk, flats: list[Tensor]) -> list[tuple[Tensor | None, ...]]:
+        """A chunk's rows with this step's gradients (the scratch rows keep their own)."""
+        return [
+            (row[0], flats[r], *row[2:]) if r < self.count else row
+            for r, row in enumerate(self.rows[chunk.start : chunk.end], chunk.start)
+        ]
+
+    def _run(self, tensors: list, per_param: dict, shared: dict, flats: list[Tensor]) -> None:
         for i in self.eager:
             row = tuple(t[i] for t in tensors)
             if self.sharded:
                 row = tuple(_local(t) for t in row)
             self.kernel.update(*row, **shared, **{k: v[i] for k, v in per_param.items()})
         if not self.count:
-            return True
+            return
         for k, buffer in self.buffers.items():
             values = per_param[k]
             if isinstance(values, Tensor):
@@ -624,15 +680,22 @@ class _Plan:
             if chunk.graph is None:
                 chunk.graph = graphs.get(chunk.key)
                 if chunk.graph is None:
-                    rows = self.rows[chunk.start : chunk.end]
                     graphs[chunk.key] = self.kernel._compile(
-                        self.optimizer_name, self.variant, rows, chunk.values, shared
+                        self.optimizer_name, self.variant, self._rows(chunk, flats), chunk.values, shared
                     )
                     continue
             if chunk.arguments is None:
-                chunk.arguments = chunk.graph.arguments(self.rows[chunk.start : chunk.end], chunk.values, shared)
+                chunk.arguments = chunk.graph.arguments(self._rows(chunk, flats), chunk.values, shared)
+                # Where each row's gradient sits among the arguments, to put in the next step's.
+                if isinstance(chunk.arguments, list):
+                    position = {id(flats[r]): r for r in range(chunk.start, min(chunk.end, self.count))}
+                    chunk.grad_slots = [
+                        (j, position[id(a)]) for j, a in enumerate(chunk.arguments) if id(a) in position
+                    ]
+            else:
+                for j, r in chunk.grad_slots:
+                    chunk.arguments[j] = flats[r]
             chunk.graph(chunk.arguments)
-        return True
 
     def _forget_arguments(self) -> None:
         for chunk in self.chunks:
@@ -646,3 +709,4 @@ class _Chunk:
         self.start, self.end, self.key, self.values = start, end, key, values
         self.graph: _Graph | _ThroughDynamo | None = None
         self.arguments: list | tuple | None = None
+        self.grad_slots: list[tuple[int, int]] = []

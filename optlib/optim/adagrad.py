@@ -13,7 +13,7 @@ from ._base import (
     group_by_device_and_dtype,
     new_step_counter,
 )
-from ._compile import FusedKernel, advance_steps, fused_scalars
+from ._compile import FusedKernel, advance_steps, fused_buckets, fused_scalars
 
 __all__ = ["Adagrad"]
 
@@ -160,8 +160,8 @@ def _adagrad_fused(
     """The same step as :func:`_adagrad_single_tensor`, compiled kernels over many parameters at once."""
     if any(g.is_sparse for g in grads):
         raise RuntimeError("Invalid fused: `fused` does not support sparse gradients; use foreach=False")
-    for (device, dtype), (b_params, b_grads, b_sums, b_steps) in group_by_device_and_dtype(
-        params, grads, state_sums, state_steps
+    for (device, dtype), (b_params, b_grads, b_sums, b_steps) in fused_buckets(
+        plans, params, grads, state_sums, state_steps
     ).items():
         scalars = fused_scalars(device, dtype, plans, lr=lr, weight_decay=weight_decay, eps=eps)
         t = advance_steps(b_steps, dtype, plans)

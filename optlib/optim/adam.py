@@ -30,7 +30,7 @@ from ._base import (
     group_by_device_and_dtype,
     new_step_counter,
 )
-from ._compile import FusedKernel, advance_steps, fused_scalars
+from ._compile import FusedKernel, advance_steps, fused_buckets, fused_scalars
 
 __all__ = ["Adam"]
 
@@ -304,8 +304,8 @@ def _adam_fused(
     plans: dict | None = None,
 ) -> None:
     """The same step as :func:`_adam_single_tensor`, compiled kernels over many parameters at once."""
-    for (device, dtype), bucket in group_by_device_and_dtype(
-        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps
+    for (device, dtype), bucket in fused_buckets(
+        plans, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps
     ).items():
         *tensors, b_steps = bucket
         scalars = fused_scalars(

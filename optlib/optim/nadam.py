@@ -16,7 +16,7 @@ from ._base import (
     group_by_device_and_dtype,
     new_step_counter,
 )
-from ._compile import FusedKernel, advance_steps, fused_scalars
+from ._compile import FusedKernel, advance_steps, fused_buckets, fused_scalars
 from .adam import _decay_flags, _foreach_moments_, _kernel_moments_
 
 __all__ = ["NAdam"]
@@ -191,8 +191,8 @@ def _nadam_fused(
     plans: dict | None = None,
 ) -> None:
     """The same step as :func:`_nadam_single_tensor`, compiled kernels over many parameters at once."""
-    for (device, dtype), bucket in group_by_device_and_dtype(
-        params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps
+    for (device, dtype), bucket in fused_buckets(
+        plans, params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps
     ).items():
         *tensors, b_mu_products, b_steps = bucket
         scalars = fused_scalars(

@@ -21,7 +21,7 @@ from ._base import (
     foreach_scalar,
     group_by_device_and_dtype,
 )
-from ._compile import FusedKernel, fused_scalars
+from ._compile import FusedKernel, fused_buckets, fused_scalars
 
 __all__ = ["SGD", "GradientDescent"]
 
@@ -184,8 +184,8 @@ def _sgd_fused(
         if first_step[i]:
             momentum_buffers[i] = torch.empty_like(p, memory_format=torch.preserve_format)
     buffers = momentum_buffers if momentum != 0 else [None] * len(params)
-    for (device, dtype), (b_params, b_grads, b_buffers, b_first) in group_by_device_and_dtype(
-        params, grads, buffers, first_step
+    for (device, dtype), (b_params, b_grads, b_buffers, b_first) in fused_buckets(
+        plans, params, grads, buffers, first_step
     ).items():
         _sgd_fused_kernel(
             "SGD",
