@@ -1,4 +1,4 @@
-"""The fused path: a step's update compiled with ``torch.compile`` and run as few calls as possible.
+"""The fused path: a step's update compiled with ``torch.compile``, 8 parameters per call.
 
 An optimizer step is memory-bound: an AdamW step reads θ, g, m, v and writes θ,
 m, v, 28 bytes per float32 parameter, and does a handful of flops on each. The
@@ -11,11 +11,12 @@ Triton kernel on CUDA).
 
 These choices make the compiled step as fast as torch's hand-written one:
 
-* one compiled call updates a *chunk* of parameters, each flattened to 1-D, with
-  dynamic shapes: one compilation serves every tensor size. A chunk holds 8, 16, 32
-  or 64 parameters, the smallest that holds a step's parameters (benchmarks/
-  step_time.py's 51 tensors take one call of 64); the last chunk is filled up with
-  two-element scratch rows. Compile time grows with the chunk (see ``CHUNKS``);
+* one compiled call updates a chunk of 8 parameters, each flattened to 1-D, with
+  dynamic shapes: one compilation (about 10 s on a 2-core CPU with an empty Inductor
+  cache) serves every tensor size and every model; the last chunk is filled up with
+  two-element scratch rows. Larger chunks (16 to 64) were measured too: no faster on
+  10M and 50M parameters in 51 tensors, slower with the caches cold (a 64-parameter
+  kernel is 8 times the machine code), and up to 42 s to compile;
 * after the first call, a graph is called directly, not through Dynamo
   (``_KeepGraph``): with the caches cold from a backward pass, Dynamo's frame
   evaluation and guards cost about 0.2 ms per call on a CPU, more than the update of
@@ -36,7 +37,7 @@ These choices make the compiled step as fast as torch's hand-written one:
   computes them, and enter as one vector per chunk, read by index.
 
 The booleans of an update (maximize, nesterov, amsgrad, ...) are specialised:
-each combination in use compiles once per dtype and chunk size.
+each combination in use compiles once per dtype.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ import torch.fx.experimental._config as fx_config
 from torch import Tensor
 
 __all__ = [
-    "CHUNKS",
+    "CHUNK",
     "FusedKernel",
     "check_fused_device",
     "fused_buckets",
@@ -83,18 +84,8 @@ _INDUCTOR_OPTIONS = {"cpp.dynamic_threads": True, "size_asserts": False}
 # more often, not wrongly.
 _NO_DUCK_SHAPES = {"use_duck_shape": False} if hasattr(fx_config, "use_duck_shape") else {}
 
-#: The sizes of a chunk, the parameters one compiled call updates: the smallest of these
-#: that holds all of a step's parameters, or several calls of the largest. A call costs
-#: about 0.1 ms on a CPU whose caches the backward pass has just filled (a tenth of that
-#: when warm), whatever it updates; compile time grows with the chunk (on a 2-core CPU
-#: with an empty cache: about 10 s for 8 parameters, 14 s for 16, 42 s for 64; 3-7 s
-#: with Inductor's cache warm).
-CHUNKS = (8, 16, 32, 64)
-
-
-def chunk_size(count: int) -> int:
-    """The chunk for ``count`` parameters: the smallest of CHUNKS that holds them, else the largest."""
-    return next((c for c in CHUNKS if c >= count), CHUNKS[-1])
+#: Parameters one compiled call updates (see the module's docstring).
+CHUNK = 8
 
 
 def compile_seconds() -> dict[str, float]:
@@ -544,9 +535,8 @@ class _Plan:
         if not self.rows:
             return
         # The last chunk is filled up with scratch rows, so that every call has the same
-        # arity and one compilation serves any model of up to that many parameters.
-        chunk = chunk_size(self.count)
-        self.rows += kernel._pad(self.rows[-1], -self.count % chunk)
+        # arity and one compilation serves any model.
+        self.rows += kernel._pad(self.rows[-1], -self.count % CHUNK)
         self.index = None if self.all_compiled else torch.tensor(self.compiled, device=params[0].device)
         # One buffer per per-parameter value, in the rows' order; the scratch rows read the
         # last parameter's value.
@@ -576,8 +566,8 @@ class _Plan:
         # Per chunk: its rows, its per-parameter values, the key of its graph, and (once
         # known) the graph and its arguments, which change only with the gradients.
         self.chunks = []
-        for start in range(0, len(self.rows), chunk):
-            end = start + chunk
+        for start in range(0, len(self.rows), CHUNK):
+            end = start + CHUNK
             key = (
                 signature,
                 tuple(t is None for row in self.rows[start:end] for t in row),
