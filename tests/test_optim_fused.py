@@ -220,3 +220,20 @@ def test_where_the_graphs_inputs_cannot_be_matched_every_call_goes_through_dynam
     assert graphs and all(isinstance(g, _compile._ThroughDynamo) for g in graphs)
     for a, b in zip(fused, loop):
         torch.testing.assert_close(a, b)
+
+
+def test_a_model_of_other_sizes_does_not_compile_again():
+    """Chapter 14 says so: the kernel is compiled for any tensor sizes (and any number of them)."""
+
+    def train(shapes):
+        params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+        opt = optlib.AdamW(params, lr=0.01, weight_decay=0.01, fused=True)
+        for step in range(2):
+            for p in params:
+                p.grad = torch.sin(p.detach() + step)
+            opt.step()
+
+    train([(12, 7), (7,), (30,)])  # compiles what it needs
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    train([(5, 40), (40,), (3, 3, 3), (17,), (2, 50), (50,), (8, 8, 2), (64,), (9,), (11, 13)])
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs, "other sizes compiled a new graph"
