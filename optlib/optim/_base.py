@@ -276,7 +276,7 @@ class CourseOptimizer(Optimizer):
 
     @property
     def _plans(self) -> dict:
-        """What the fused path prepared for the next step; not state (a copy or a load starts anew)."""
+        """What the fused path prepared for the next step: not state, so a copy or a pickle starts without it."""
         return self.__dict__.setdefault("_fused_plans", {})
 
     def _params_with_grad(self, group: dict) -> list[Tensor]:
