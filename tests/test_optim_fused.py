@@ -1,4 +1,4 @@
-"""optlib's fused path (one compiled kernel per parameter) against its readable loop, and its contract.
+"""optlib's fused path (one compiled kernel per 8 parameters) against its readable loop, and its contract.
 
 * the same trajectory and state as the single-tensor loop, in float32 and float64,
   on the harness's awkward parameters (0-dim, transposed, strided with gaps, a
@@ -6,7 +6,10 @@
 * a state_dict saved mid-run resumes bit for bit, and loads into torch.optim's fused twin;
 * a learning-rate scheduler changes a value, not the compiled graph;
 * where compilation is impossible, fused=True says why and what to use instead;
-* torch.optim's rules for fused (no foreach, no differentiable, no sparse gradients).
+* torch.optim's rules for fused (no foreach, no differentiable, no sparse gradients);
+* what a step keeps for the next (its plan) follows what a training loop changes, holds
+  no gradient, and falls back to Dynamo where the compiled graph cannot be called directly;
+* a model of other sizes compiles no new graph.
 
 Compilation dominates the run time, so the cases are few and share compiled kernels.
 
