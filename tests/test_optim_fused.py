@@ -205,6 +205,33 @@ def test_a_step_reuses_its_plan_and_follows_what_changes(monkeypatch):
     assert all(ref() is None for ref in freed), "the fused path kept a gradient alive after the step"
 
 
+def test_each_param_group_keeps_its_plan(monkeypatch):
+    """Groups with their own options (weight decay on weights, none on biases; an lr per layer)
+    each keep a plan and its prepared arguments: they must not displace each other every step."""
+    built, arguments = [], []
+    init, prepare = _compile._Plan.__init__, _compile._Graph.arguments
+    monkeypatch.setattr(_compile._Plan, "__init__", lambda self, *a, **k: (built.append(1), init(self, *a, **k))[1])
+    monkeypatch.setattr(_compile._Graph, "arguments", lambda self, *a: (arguments.append(1), prepare(self, *a))[1])
+    torch.manual_seed(0)
+    groups = [
+        {"params": [torch.nn.Parameter(torch.randn(10, 3)), torch.nn.Parameter(torch.randn(3))], "weight_decay": wd}
+        for wd in [0.1, 0.0] * 15
+    ]
+    loop = [{**g, "params": [torch.nn.Parameter(p.detach().clone()) for p in g["params"]]} for g in groups]
+    opt_fused = optlib.AdamW(groups, lr=0.01, fused=True)
+    opt_loop = optlib.AdamW(loop, lr=0.01, foreach=False)
+    for step in range(5):
+        for gs, opt in ((groups, opt_fused), (loop, opt_loop)):
+            for g in gs:
+                for p in g["params"]:
+                    p.grad = torch.sin(p.detach() + step)
+            opt.step()
+    assert len(built) == len(arguments) == len(groups), "a group's plan or arguments were prepared again"
+    for g, h in zip(groups, loop):
+        for a, b in zip(g["params"], h["params"]):
+            torch.testing.assert_close(a, b)
+
+
 def test_where_the_graphs_inputs_cannot_be_matched_every_call_goes_through_dynamo(monkeypatch):
     """The direct call relies on how Dynamo hands a backend its inputs; where a torch hands
     them otherwise, the fused path must still be right, only slower."""

@@ -69,8 +69,8 @@ _RECOMPILE_LIMIT = 64
 
 _COMPILE_SECONDS: dict[str, float] = {}
 
-# Plans an optimizer keeps (see FusedKernel.__call__): one per bucket of parameters, more
-# only while the set of parameters with gradients changes.
+# Entries of one kind an optimizer's plans keep (see _remember): one per bucket of
+# parameters, more only while the set of parameters with gradients changes.
 _MAX_PLANS = 64
 
 # dynamic_threads: the C++ loop asks OpenMP for its threads at run time. Otherwise Inductor
@@ -137,21 +137,39 @@ def opmath_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def fused_scalars(
-    device: torch.device, dtype: torch.dtype, cache: dict | None = None, **values: float
-) -> dict[str, Tensor]:
-    """Hyperparameters as 0-dim tensors on ``device``: a new value is new data, not a recompile.
+def fused_scalars(like: Tensor, cache: dict | None = None, **values: float) -> dict[str, Tensor]:
+    """Hyperparameters as 0-dim tensors on ``like``'s device: a new value is new data, not a recompile.
 
     With a ``cache`` (the optimizer's plans), a value that has not changed since the last
-    step keeps its tensor, so a step creates none (or one, for a scheduled lr).
+    step keeps its tensor, so a step creates none (or one, for a scheduled lr). The tensors
+    are kept per bucket (``like`` is its first parameter): param groups with different
+    values would otherwise replace each other's every step.
     """
-    dtype = opmath_dtype(dtype)
+    dtype = opmath_dtype(like.dtype)
     values = {name: float(value) for name, value in values.items()}
-    held = {} if cache is None else cache.setdefault(("scalars", device, dtype), {})
+    held = {} if cache is None else cache.get(("scalars", id(like)))
+    if held is None:
+        held = _remember(cache, ("scalars", id(like)), {})
     for name, value in values.items():
         if name not in held or held[name][0] != value:
-            held[name] = (value, torch.tensor(value, dtype=dtype, device=device))
+            held[name] = (value, torch.tensor(value, dtype=dtype, device=like.device))
     return {name: held[name][1] for name in values}
+
+
+def _remember(plans: dict, key: tuple, value):
+    """Keep ``value`` in ``plans`` under ``key``, and return it.
+
+    Entries are keyed by the identity of a bucket's first parameter. Past ``_MAX_PLANS`` of
+    one kind (parameter sets that came and went, or complex parameters, whose real views
+    are new each step) the oldest of that kind is forgotten; a bucket in use is found again
+    every step, so any number of param groups up to that bound keeps its entries.
+    """
+    plans.pop(key, None)
+    plans[key] = value
+    same_kind = [k for k in plans if k[0] == key[0]]
+    if len(same_kind) > _MAX_PLANS:
+        del plans[same_kind[0]]
+    return value
 
 
 def fused_buckets(plans: dict | None, *tensor_lists: list) -> dict[tuple, list[list]]:
@@ -164,7 +182,7 @@ def fused_buckets(plans: dict | None, *tensor_lists: list) -> dict[tuple, list[l
         return {held[1]: list(tensor_lists)}
     buckets = group_by_device_and_dtype(*tensor_lists)
     if plans is not None and len(buckets) == 1:
-        plans[("bucket", id(params[0]))] = (list(params), next(iter(buckets)))
+        _remember(plans, ("bucket", id(params[0])), (list(params), next(iter(buckets))))
     return buckets
 
 
@@ -196,7 +214,7 @@ def advance_steps(steps: list[Tensor], dtype: torch.dtype, plans: dict | None = 
             moved = {id(s) for s in steps}
             for other in [k for k, v in plans.items() if k[0] == "steps" and any(id(s) in moved for s in v[0])]:
                 del plans[other]
-            plans[key] = (list(steps), counts)
+            _remember(plans, key, (list(steps), counts))
     if counts is not None:
         counts.add_(1)
     else:
@@ -449,17 +467,14 @@ class FusedKernel:
         if plan is None or not plan.fits(tensors, per_param, shared):
             # Refuse where nothing can compile (checked while planning: the graphs of a plan compiled).
             check_fused_device(optimizer_name, params[0].device)
-            plan = _Plan(self, optimizer_name, tensors, per_param, shared)
-            if plans is not None:
-                if len(plans) > _MAX_PLANS:  # parameter sets that came and went
-                    plans.clear()
-                plans[key] = plan
+            plan = self._plan(plans, key, optimizer_name, tensors, per_param, shared)
         if not plan.run(tensors, per_param, shared):
             # A gradient whose layout differs from the plan's: prepare this step anew.
-            plan = _Plan(self, optimizer_name, tensors, per_param, shared)
-            if plans is not None:
-                plans[key] = plan
-            plan.run(tensors, per_param, shared)
+            self._plan(plans, key, optimizer_name, tensors, per_param, shared).run(tensors, per_param, shared)
+
+    def _plan(self, plans: dict | None, key: tuple, optimizer_name: str, tensors: list, per_param: dict, shared: dict):
+        plan = _Plan(self, optimizer_name, tensors, per_param, shared)
+        return plan if plans is None else _remember(plans, key, plan)
 
 
 def _kind(values) -> str:

@@ -160,10 +160,10 @@ def _adagrad_fused(
     """The same step as :func:`_adagrad_single_tensor`, compiled kernels over many parameters at once."""
     if any(g.is_sparse for g in grads):
         raise RuntimeError("Invalid fused: `fused` does not support sparse gradients; use foreach=False")
-    for (device, dtype), (b_params, b_grads, b_sums, b_steps) in fused_buckets(
+    for (_, dtype), (b_params, b_grads, b_sums, b_steps) in fused_buckets(
         plans, params, grads, state_sums, state_steps
     ).items():
-        scalars = fused_scalars(device, dtype, plans, lr=lr, weight_decay=weight_decay, eps=eps)
+        scalars = fused_scalars(b_params[0], plans, lr=lr, weight_decay=weight_decay, eps=eps)
         t = advance_steps(b_steps, dtype, plans)
         if isinstance(t, list):  # the CPU: Python numbers, as the loop computes them
             decayed_lr = [lr / (1 + (k - 1) * lr_decay) for k in t]

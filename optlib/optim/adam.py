@@ -306,12 +306,12 @@ def _adam_fused(
     plans: dict | None = None,
 ) -> None:
     """The same step as :func:`_adam_single_tensor`, compiled kernels over many parameters at once."""
-    for (device, dtype), bucket in fused_buckets(
+    for (_, dtype), bucket in fused_buckets(
         plans, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps
     ).items():
         *tensors, b_steps = bucket
         scalars = fused_scalars(
-            device, dtype, plans, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay
+            tensors[0][0], plans, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay
         )
         t = advance_steps(b_steps, dtype, plans)
         if isinstance(t, list):  # the CPU: Python numbers

@@ -184,9 +184,7 @@ def _sgd_fused(
         if first_step[i]:
             momentum_buffers[i] = torch.empty_like(p, memory_format=torch.preserve_format)
     buffers = momentum_buffers if momentum != 0 else [None] * len(params)
-    for (device, dtype), (b_params, b_grads, b_buffers, b_first) in fused_buckets(
-        plans, params, grads, buffers, first_step
-    ).items():
+    for b_params, b_grads, b_buffers, b_first in fused_buckets(plans, params, grads, buffers, first_step).values():
         _sgd_fused_kernel(
             "SGD",
             [b_params, b_grads, b_buffers],
@@ -194,7 +192,7 @@ def _sgd_fused(
             nesterov=nesterov,
             maximize=maximize,
             **fused_scalars(
-                device, dtype, plans, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay
+                b_params[0], plans, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay
             ),
             plans=plans,
         )
