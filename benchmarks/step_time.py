@@ -39,10 +39,11 @@ import optlib  # noqa: E402
 from optlib.optim._compile import compile_seconds  # noqa: E402
 
 FLOAT32 = 4
+ADAMW_OPTIONS = dict(lr=1e-3, weight_decay=1e-2)
 # (label, optlib name, torch.optim twin, keyword arguments for both, float32 tensors read + written per parameter)
 METHODS = [
-    ("AdamW", "AdamW", "AdamW", dict(lr=1e-3, weight_decay=1e-2), 4 + 3),
-    ("NesterovAdamW", "NesterovAdamW", "AdamW", dict(lr=1e-3, weight_decay=1e-2), 4 + 3),
+    ("AdamW", "AdamW", "AdamW", ADAMW_OPTIONS, 4 + 3),
+    ("NesterovAdamW", "NesterovAdamW", "AdamW", ADAMW_OPTIONS, 4 + 3),
     ("SGD momentum", "SGD", "SGD", dict(lr=1e-3, momentum=0.9), 3 + 2),
     ("Adam", "Adam", "Adam", dict(lr=1e-3), 4 + 3),
 ]
@@ -52,7 +53,6 @@ PATHS = ["loop", "foreach", "fused"]
 # same machine load (a reference from another method's rounds, seconds earlier, differed
 # by up to a third on a shared machine).
 REFERENCE = ("torch", "AdamW fused")
-REFERENCE_OPTIONS = dict(lr=1e-3, weight_decay=1e-2)
 
 
 def transformer_shapes(d: int, layers: int, target: int) -> list[tuple[int, ...]]:
@@ -129,31 +129,32 @@ def make_optimizers(opt_name: str, ref_name: str, kwargs: dict, shapes, device) 
     generator = torch.Generator().manual_seed(0)
     values = [torch.randn(s, generator=generator) for s in shapes]
     grads = [torch.randn(s, generator=generator) * 1e-2 for s in shapes]
+
+    def copy():
+        params = [v.to(device).requires_grad_(True) for v in values]
+        for p, g in zip(params, grads):
+            p.grad = g.to(device)
+        return params
+
     optimizers = {}
     for library, cls in (("torch", getattr(torch.optim, ref_name)), ("optlib", getattr(optlib, opt_name))):
         for path in PATHS:
-            params = [v.to(device).requires_grad_(True) for v in values]
-            for p, g in zip(params, grads):
-                p.grad = g.to(device)
             options = (
                 dict(foreach=False) if path == "loop" else dict(foreach=True) if path == "foreach" else dict(fused=True)
             )
             try:
-                optimizers[(library, path)] = cls(params, **kwargs, **options)
+                optimizers[(library, path)] = cls(copy(), **kwargs, **options)
             except (RuntimeError, ValueError, TypeError) as err:  # e.g. a torch.optim without a fused path
                 print(f"  ({library} {ref_name if library == 'torch' else opt_name} {path}: not available: {err})")
     if reference_key(ref_name, kwargs) == REFERENCE:
-        params = [v.to(device).requires_grad_(True) for v in values]
-        for p, g in zip(params, grads):
-            p.grad = g.to(device)
-        optimizers[REFERENCE] = torch.optim.AdamW(params, **REFERENCE_OPTIONS, fused=True)
+        optimizers[REFERENCE] = torch.optim.AdamW(copy(), **ADAMW_OPTIONS, fused=True)
     return optimizers
 
 
 def reference_key(ref_name: str, kwargs: dict) -> tuple[str, str]:
     """Where a method's rounds keep the reference time: its torch twin's fused column when
     that twin is the reference itself (AdamW, NesterovAdamW), else a copy timed alongside."""
-    return ("torch", "fused") if ref_name == "AdamW" and kwargs == REFERENCE_OPTIONS else REFERENCE
+    return ("torch", "fused") if ref_name == "AdamW" and kwargs == ADAMW_OPTIONS else REFERENCE
 
 
 def time_steps(optimizers: dict, device: torch.device, warmup: int, repeats: int) -> tuple[dict, dict]:
