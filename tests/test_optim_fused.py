@@ -9,6 +9,8 @@
 * torch.optim's rules for fused (no foreach, no differentiable, no sparse gradients);
 * what a step keeps for the next (its plan) follows what a training loop changes, holds
   no gradient, and falls back to Dynamo where the compiled graph cannot be called directly;
+* later calls go straight to Inductor's graph and still count the versions of what they
+  write, or go through AOTAutograd's wrappers where that graph cannot be matched;
 * a model of other sizes compiles no new graph.
 
 Compilation dominates the run time, so the cases are few and share compiled kernels.
@@ -22,6 +24,7 @@ path runs its update uncompiled and matches.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import weakref
@@ -248,6 +251,54 @@ def test_where_the_graphs_inputs_cannot_be_matched_every_call_goes_through_dynam
         _step_both(((fused, opt_fused), (loop, opt_loop)), [torch.cos(p.detach() + step) for p in loop])
     graphs = list(adam._adam_fused_kernel._graphs.values())
     assert graphs and all(isinstance(g, _compile._ThroughDynamo) for g in graphs)
+    for a, b in zip(fused, loop):
+        torch.testing.assert_close(a, b)
+
+
+def _graphs_of(opt) -> list:
+    return [chunk.graph for plan in opt._plans.values() if isinstance(plan, _compile._Plan) for chunk in plan.chunks]
+
+
+def test_later_calls_go_straight_to_inductors_graph_and_still_count_versions():
+    """From its second call a graph runs as Inductor compiled it, past AOTAutograd's
+    wrappers. What those wrappers did that a user can see is still done: each tensor the
+    update writes counts one more version, so backward through a parameter saved before
+    the step refuses, as on the loop path."""
+    params = [torch.nn.Parameter(torch.randn(6, 5)), torch.nn.Parameter(torch.randn(9))]
+    opt = optlib.NesterovAdamW(params, lr=0.01, weight_decay=0.1, fused=True)
+    for _ in range(2):
+        for p in params:
+            p.grad = torch.ones_like(p)
+        opt.step()
+    graphs = _graphs_of(opt)
+    assert graphs and all(isinstance(g, _compile._Graph) and g.direct is not None for g in graphs)
+    written = [t for p in params for t in (p, opt.state[p]["exp_avg"], opt.state[p]["exp_avg_sq"])]
+    before = [t._version for t in written]
+    grad_version = params[0].grad._version
+    loss = (params[0] ** 2).sum()
+    opt.step()
+    assert [t._version for t in written] == [v + 1 for v in before]
+    assert params[0].grad._version == grad_version  # read, not written
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+def test_where_inductors_graph_cannot_be_matched_calls_go_through_aotautograd(monkeypatch):
+    """A torch that readies its graphs otherwise leaves nothing to call directly: the
+    fused path must still be right, through AOTAutograd's wrappers."""
+    from optlib.optim import adam
+
+    monkeypatch.setattr(_compile, "_keep_inductor_graphs", lambda: contextlib.nullcontext([]))
+    monkeypatch.setattr(adam._adam_fused_kernel, "_graphs", {})  # compile anew, with the patched backend
+    torch.manual_seed(0)
+    fused = [torch.nn.Parameter(torch.randn(s)) for s in [(6, 5), (9,), (4, 4)]]
+    loop = [torch.nn.Parameter(p.detach().clone()) for p in fused]
+    opt_fused = optlib.NesterovAdamW(fused, lr=0.01, weight_decay=0.1, fused=True)
+    opt_loop = optlib.NesterovAdamW(loop, lr=0.01, weight_decay=0.1, foreach=False)
+    for step in range(4):
+        _step_both(((fused, opt_fused), (loop, opt_loop)), [torch.cos(p.detach() + step) for p in loop])
+    graphs = _graphs_of(opt_fused)
+    assert graphs and all(isinstance(g, _compile._Graph) and g.direct is None for g in graphs)
     for a, b in zip(fused, loop):
         torch.testing.assert_close(a, b)
 
