@@ -204,7 +204,7 @@ class CourseOptimizer(Optimizer):
 
     A subclass says what is its own: its argument checks, ``_state_keys(group)``
     (the state entries its update functions take, in order, after the parameters
-    and gradients), ``_init_state(p, group)``, ``_update_options(group)`` (the
+    and gradients), ``_init_state(p, state, group)``, ``_update_options(group)`` (the
     keyword options), and optionally ``_store_state`` for state the update
     functions create themselves (SGD's momentum buffer).
     """
@@ -250,8 +250,8 @@ class CourseOptimizer(Optimizer):
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         raise NotImplementedError
 
-    def _init_state(self, p: Tensor, group: dict) -> None:
-        """Create the state entries ``p`` lacks (called before every update of ``p``)."""
+    def _init_state(self, p: Tensor, state: dict, group: dict) -> None:
+        """Create the entries ``p``'s ``state`` lacks (called before every update of ``p``)."""
         raise NotImplementedError
 
     def _update_options(self, group: dict) -> dict:
@@ -279,26 +279,31 @@ class CourseOptimizer(Optimizer):
         """What the fused path prepared for the next step: not state, so a copy or a pickle starts without it."""
         return self.__dict__.setdefault("_fused_plans", {})
 
-    def _params_with_grad(self, group: dict) -> list[Tensor]:
-        params = []
+    def _params_with_grad(self, group: dict) -> tuple[list[Tensor], list[Tensor], list[dict]]:
+        """The parameters that have a gradient, their gradients, and their state (completed)."""
+        params, grads, states = [], [], []
+        # Looked up once per parameter per step: a tensor's hash is a Python call.
+        state_of = self.state.__getitem__
         for p in group["params"]:
             grad = p.grad
             if grad is None:
                 continue
             if grad.is_sparse and not self._sparse_grads:
                 raise RuntimeError(f"optlib.{type(self).__name__} does not support sparse gradients")
-            self._init_state(p, group)
+            state = state_of(p)
+            self._init_state(p, state, group)
             params.append(p)
-        return params
+            grads.append(grad)
+            states.append(state)
+        return params, grads, states
 
-    def _gather(self, group: dict, params: list[Tensor]) -> tuple[list, ...]:
+    def _gather(self, group: dict, params: list[Tensor], grads: list[Tensor], states: list[dict]) -> tuple[list, ...]:
         """The parameters, their gradients and each state entry, as aligned lists of real views."""
+        lists = [params, grads]
+        lists += [[state.get(key) for state in states] for key in self._state_keys(group)]
         # A real parameter has a real gradient and real state: then there is nothing to view,
         # and skipping as_real saves a call per tensor per step.
-        states = [self.state[p] for p in params]
-        lists = [list(params), [p.grad for p in params]]
-        lists += [[state.get(key) for state in states] for key in self._state_keys(group)]
-        if any(p.is_complex() for p in params):
+        if any(map(Tensor.is_complex, params)):
             lists = [[as_real(t) for t in tensors] for tensors in lists]
         return tuple(lists)
 
@@ -320,7 +325,7 @@ class CourseOptimizer(Optimizer):
 
         for group in self.param_groups:
             self._check_flags(group)
-            params = self._params_with_grad(group)
+            params, grads, states = self._params_with_grad(group)
             if not params:
                 continue
             update = self._update_function(group, params)
@@ -333,7 +338,7 @@ class CourseOptimizer(Optimizer):
                 if ("compiles on", params[0].device) not in plans:
                     _compile.check_fused_device(type(self).__name__, params[0].device)
                     plans[("compiles on", params[0].device)] = True
-            tensor_lists = self._gather(group, params)
+            tensor_lists = self._gather(group, params, grads, states)
             update(*tensor_lists, **options)
             self._store_state(params, tensor_lists)
         return loss

@@ -287,10 +287,9 @@ class Adagrad(CourseOptimizer):
         # step), so a fresh optimizer's state_dict already holds `sum` and `step`.
         for group in self.param_groups:
             for p in group["params"]:
-                self._init_state(p, group)
+                self._init_state(p, self.state[p], group)
 
-    def _init_state(self, p: Tensor, group: dict) -> None:
-        state = self.state[p]
+    def _init_state(self, p: Tensor, state: dict, group: dict) -> None:
         if len(state) == 0:
             value = group["initial_accumulator_value"]
             state["step"] = new_step_counter(p, group)

@@ -363,11 +363,12 @@ class _AdamFamily(CourseOptimizer):
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "step")
 
-    def _init_state(self, p: Tensor, group: dict) -> None:
-        state = self.state[p]
+    def _init_state(self, p: Tensor, state: dict, group: dict) -> None:
         if len(state) == 0:
             _start_moments(state, p, group)
-        if self._variant(group)["amsgrad"] and "max_exp_avg_sq" not in state:
+        # The group's option, which _variant passes on (NesterovAdamW has none): asked per
+        # parameter per step, building _variant's dict each time cost more than the check.
+        if group.get("amsgrad") and "max_exp_avg_sq" not in state:
             state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
     def _update_options(self, group: dict) -> dict:

@@ -362,8 +362,7 @@ class NAdam(CourseOptimizer):
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("exp_avg", "exp_avg_sq", "mu_product", "step")
 
-    def _init_state(self, p: Tensor, group: dict) -> None:
-        state = self.state[p]
+    def _init_state(self, p: Tensor, state: dict, group: dict) -> None:
         if len(state) == 0:
             # The running product sits beside the step count (on the CPU unless fused).
             state["step"] = new_step_counter(p, group)

@@ -226,8 +226,7 @@ class RMSprop(CourseOptimizer):
         )
         super().__init__(params, defaults)
 
-    def _init_state(self, p: Tensor, group: dict) -> None:
-        state = self.state[p]
+    def _init_state(self, p: Tensor, state: dict, group: dict) -> None:
         if len(state) == 0:
             state["step"] = new_step_counter(p, group)
             state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)

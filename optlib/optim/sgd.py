@@ -323,7 +323,7 @@ class SGD(CourseOptimizer):
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("momentum_buffer",)
 
-    def _init_state(self, p: Tensor, group: dict) -> None:
+    def _init_state(self, p: Tensor, state: dict, group: dict) -> None:
         """Nothing to create in advance: the update starts the momentum buffer at the first gradient."""
 
     def _update_options(self, group: dict) -> dict:
