@@ -214,10 +214,11 @@ def _kernel_moments_(
     m: Tensor,
     v: Tensor,
     *,
-    lr: Tensor,
-    beta1: Tensor,
-    beta2: Tensor,
+    decay: Tensor,
     weight_decay: Tensor,
+    beta2: Tensor,
+    one_minus_beta1: Tensor,
+    one_minus_beta2: Tensor,
     decoupled: bool,
     l2: bool,
     maximize: bool,
@@ -225,17 +226,31 @@ def _kernel_moments_(
     """The part of one parameter's update that Adam and NAdam share, inside their compiled kernels.
 
     Applies the weight decay, updates m and v in place and returns the gradient the
-    moments saw (the fused twin of :func:`_foreach_moments_`).
+    moments saw (the fused twin of :func:`_foreach_moments_`). The scalars come computed
+    (:func:`_moment_scalars`).
     """
     if maximize:
         grad = -grad
     if decoupled:
-        param.mul_(1 - lr * weight_decay)
+        param.mul_(decay)  # θ ← (1 − ηλ)·θ
     if l2:
         grad = grad + weight_decay * param
-    m.add_((grad - m) * (1 - beta1))  # m ← β1·m + (1 − β1)·g, the lerp of the loop
-    v.mul_(beta2).add_(grad * grad * (1 - beta2))
+    m.add_((grad - m) * one_minus_beta1)  # m ← β1·m + (1 − β1)·g, the lerp of the loop
+    v.mul_(beta2).add_(grad * grad * one_minus_beta2)
     return grad
+
+
+def _moment_scalars(lr: float, beta1: float, beta2: float, weight_decay: float) -> dict[str, float]:
+    """The scalars of :func:`_kernel_moments_`, computed once per step in double precision, as
+    the loop computes them: inside the kernel, the C++ loop recomputed 1 − ηλ, 1 − β1 and
+    1 − β2 for every vector of 16 elements (2–4 % of the kernel's time, measured)."""
+    return dict(
+        decay=1 - lr * weight_decay,
+        weight_decay=weight_decay,
+        beta2=beta2,
+        one_minus_beta1=1 - beta1,
+        one_minus_beta2=1 - beta2,
+    )
 
 
 def _adam_kernel(
@@ -245,11 +260,12 @@ def _adam_kernel(
     v: Tensor,
     v_max: Tensor | None,
     *,
-    lr: Tensor,
-    beta1: Tensor,
-    beta2: Tensor,
-    eps: Tensor,
+    decay: Tensor,
     weight_decay: Tensor,
+    beta2: Tensor,
+    one_minus_beta1: Tensor,
+    one_minus_beta2: Tensor,
+    eps: Tensor,
     step_size: Tensor,
     inverse_bias_correction2_sqrt: Tensor,
     decoupled: bool,
@@ -264,10 +280,11 @@ def _adam_kernel(
         grad,
         m,
         v,
-        lr=lr,
-        beta1=beta1,
-        beta2=beta2,
+        decay=decay,
         weight_decay=weight_decay,
+        beta2=beta2,
+        one_minus_beta1=one_minus_beta1,
+        one_minus_beta2=one_minus_beta2,
         decoupled=decoupled,
         l2=l2,
         maximize=maximize,
@@ -275,11 +292,11 @@ def _adam_kernel(
     if amsgrad:
         v_max.copy_(torch.maximum(v_max, v))
         v = v_max
-    numerator = m + (grad - m) * (1 - beta1) if nesterov else m
+    numerator = m + (grad - m) * one_minus_beta1 if nesterov else m
     # A product, not the loop's quotient: one division per element fewer, in a loop that
     # with two threads is close to bound by the divider (the results differ in the last bit).
     denom = v.sqrt() * inverse_bias_correction2_sqrt + eps
-    param.add_(numerator / denom * -step_size)
+    param.sub_(numerator / denom * step_size)
 
 
 _adam_fused_kernel = FusedKernel(_adam_kernel)
@@ -310,16 +327,14 @@ def _adam_fused(
         plans, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps
     ).items():
         *tensors, b_steps = bucket
-        scalars = fused_scalars(
-            tensors[0][0], plans, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay
-        )
+        scalars = fused_scalars(tensors[0][0], plans, eps=eps, **_moment_scalars(lr, beta1, beta2, weight_decay))
         t = advance_steps(b_steps, dtype, plans)
         if isinstance(t, list):  # the CPU: Python numbers
             step_size = [lr / (1 - beta1**k) for k in t]
             inverse_bias_correction2_sqrt = [(1 - beta2**k) ** -0.5 for k in t]
-        else:
-            step_size = scalars["lr"] / (1 - scalars["beta1"] ** t)
-            inverse_bias_correction2_sqrt = (1 - scalars["beta2"] ** t).rsqrt()
+        else:  # one vector on the device, in the kernel's scalar dtype
+            step_size = lr / (1 - beta1**t)
+            inverse_bias_correction2_sqrt = (1 - beta2**t).rsqrt()
         _adam_fused_kernel(
             optimizer_name,
             tensors,

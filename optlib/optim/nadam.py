@@ -17,7 +17,7 @@ from ._base import (
     new_step_counter,
 )
 from ._compile import FusedKernel, advance_steps, fused_buckets, fused_scalars
-from .adam import _decay_flags, _foreach_moments_, _kernel_moments_
+from .adam import _decay_flags, _foreach_moments_, _kernel_moments_, _moment_scalars
 
 __all__ = ["NAdam"]
 
@@ -138,11 +138,12 @@ def _nadam_kernel(
     m: Tensor,
     v: Tensor,
     *,
-    lr: Tensor,
-    beta1: Tensor,
-    beta2: Tensor,
-    eps: Tensor,
+    decay: Tensor,
     weight_decay: Tensor,
+    beta2: Tensor,
+    one_minus_beta1: Tensor,
+    one_minus_beta2: Tensor,
+    eps: Tensor,
     grad_step_size: Tensor,
     momentum_step_size: Tensor,
     bias_correction2: Tensor,
@@ -156,17 +157,18 @@ def _nadam_kernel(
         grad,
         m,
         v,
-        lr=lr,
-        beta1=beta1,
-        beta2=beta2,
+        decay=decay,
         weight_decay=weight_decay,
+        beta2=beta2,
+        one_minus_beta1=one_minus_beta1,
+        one_minus_beta2=one_minus_beta2,
         decoupled=decoupled,
         l2=l2,
         maximize=maximize,
     )
     denom = (v / bias_correction2).sqrt() + eps
-    param.add_(grad / denom * -grad_step_size)
-    param.add_(m / denom * -momentum_step_size)
+    param.sub_(grad / denom * grad_step_size)
+    param.sub_(m / denom * momentum_step_size)
 
 
 _nadam_fused_kernel = FusedKernel(_nadam_kernel)
@@ -195,9 +197,7 @@ def _nadam_fused(
         plans, params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps
     ).items():
         *tensors, b_mu_products, b_steps = bucket
-        scalars = fused_scalars(
-            tensors[0][0], plans, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay
-        )
+        scalars = fused_scalars(tensors[0][0], plans, eps=eps, **_moment_scalars(lr, beta1, beta2, weight_decay))
         t = advance_steps(b_steps, dtype, plans)
         if isinstance(t, list):  # the CPU: Python numbers, as the multi-tensor path computes them
             mu = [_momentum_coefficient(beta1, momentum_decay, k) for k in t]
@@ -208,13 +208,13 @@ def _nadam_fused(
             momentum_step_size = [lr * n / (1 - p * n) for n, p in zip(mu_next, mu_product)]
             bias_correction2 = [1 - beta2**k for k in t]
         else:
-            mu = _momentum_coefficient(scalars["beta1"], momentum_decay, t)
-            mu_next = _momentum_coefficient(scalars["beta1"], momentum_decay, t + 1)
+            mu = _momentum_coefficient(beta1, momentum_decay, t)
+            mu_next = _momentum_coefficient(beta1, momentum_decay, t + 1)
             torch._foreach_mul_(b_mu_products, mu.to(b_mu_products[0].dtype).unbind())
             mu_product = torch.stack(b_mu_products).to(t.dtype)
-            grad_step_size = scalars["lr"] * (1 - mu) / (1 - mu_product)
-            momentum_step_size = scalars["lr"] * mu_next / (1 - mu_product * mu_next)
-            bias_correction2 = 1 - scalars["beta2"] ** t
+            grad_step_size = lr * (1 - mu) / (1 - mu_product)
+            momentum_step_size = lr * mu_next / (1 - mu_product * mu_next)
+            bias_correction2 = 1 - beta2**t
         _nadam_fused_kernel(
             "NAdam",
             tensors,
