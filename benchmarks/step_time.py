@@ -17,15 +17,21 @@ The parameters have the shapes of a four-block transformer (51 tensors), because
 the number of tensors, not only the total, decides what the multi-tensor and
 fused paths save. The gradients are fixed random tensors, so only the optimizer
 is timed. The implementations are timed in turn, one step each, round after
-round, so a change in machine load affects them all alike. optlib's fused path
-compiles its kernel on the first step; that time is printed separately (it is
-paid once per process, less when Inductor's on-disk cache already holds it).
+round, in an order shuffled every round, so a change in machine load, and the
+state the step before leaves in the caches, affect them all alike. Where the
+allocator puts a model's tensors also moves its time, by a few percent on a
+shared machine and the same way for a whole run: so the rounds are split among
+``--trials`` sets of freshly allocated copies. optlib's fused path compiles its
+kernel on the first step; that time is printed separately (it is paid once per
+process, less when Inductor's on-disk cache already holds it).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import random
 import statistics
 import sys
 import time
@@ -77,6 +83,9 @@ def transformer_shapes(d: int, layers: int, target: int) -> list[tuple[int, ...]
 
 
 MODELS = {
+    # Small enough for the test suite to run the whole script; too small to say anything
+    # about bandwidth (its tensors stay in cache) or per-step overhead.
+    "100K": transformer_shapes(d=32, layers=2, target=100_000),
     "10M": transformer_shapes(d=384, layers=4, target=10_000_000),
     "50M": transformer_shapes(d=896, layers=4, target=50_000_000),
     "1B": transformer_shapes(d=4096, layers=4, target=1_000_000_000),
@@ -157,8 +166,11 @@ def reference_key(ref_name: str, kwargs: dict) -> tuple[str, str]:
     return ("torch", "fused") if ref_name == "AdamW" and kwargs == ADAMW_OPTIONS else REFERENCE
 
 
-def time_steps(optimizers: dict, device: torch.device, warmup: int, repeats: int) -> tuple[dict, dict]:
-    """Median seconds per step of each optimizer (interleaved rounds), and the first step's seconds."""
+def time_steps(
+    optimizers: dict, device: torch.device, warmup: int, repeats: int, order: random.Random
+) -> tuple[dict, dict]:
+    """Every round's seconds per step of each optimizer (one step each per round, in an
+    order shuffled by ``order``), and the first step's seconds."""
     first = {}
     for key, opt in optimizers.items():
         _sync(device)
@@ -170,14 +182,37 @@ def time_steps(optimizers: dict, device: torch.device, warmup: int, repeats: int
             opt.step()
     _sync(device)
     samples: dict = {key: [] for key in optimizers}
+    keys = list(optimizers)
     for _ in range(repeats):
-        for key, opt in optimizers.items():
+        order.shuffle(keys)
+        for key in keys:
+            opt = optimizers[key]
             _sync(device)
             start = time.perf_counter()
             opt.step()
             _sync(device)
             samples[key].append(time.perf_counter() - start)
-    return {key: statistics.median(s) for key, s in samples.items()}, first
+    return samples, first
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """The median of ``values`` and a distribution-free confidence interval for it.
+
+    The interval runs between the k-th smallest and k-th largest value, k the largest
+    for which a binomial(n, 1/2) count falls below k with probability at most
+    (1 - confidence) / 2: no assumption about how the times are distributed.
+    """
+    ordered = sorted(values)
+    n = len(ordered)
+    k, below = 0, 0.0
+    while k < n // 2:
+        below += math.comb(n, k) / 2**n  # P(count <= k)
+        if below > (1 - confidence) / 2:
+            break
+        k += 1
+    if k == 0:  # too few rounds for this confidence: the full range
+        return statistics.median(ordered), ordered[0], ordered[-1]
+    return statistics.median(ordered), ordered[k - 1], ordered[n - k]
 
 
 def main() -> None:
@@ -191,7 +226,10 @@ def main() -> None:
         help="model sizes (default: 10M 50M on the CPU, also 1B on CUDA)",
     )
     parser.add_argument("--methods", nargs="+", default=[m[0] for m in METHODS], choices=[m[0] for m in METHODS])
-    parser.add_argument("--repeats", type=int, default=15, help="timed steps per path (default 15)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed steps per path and trial (default 10)")
+    parser.add_argument(
+        "--trials", type=int, default=3, help="sets of freshly allocated parameters and optimizers (default 3)"
+    )
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args()
 
@@ -204,6 +242,7 @@ def main() -> None:
     print(_load_note("at the start"))
 
     columns = [(lib, path) for lib in ("torch", "optlib") for path in PATHS]
+    order = random.Random(0)  # the shuffle of each round: the same sequence every run
     for model in models:
         shapes = MODELS[model]
         n = sum(torch.Size(s).numel() for s in shapes)
@@ -216,14 +255,26 @@ def main() -> None:
             if label not in args.methods:
                 continue
             measured.append(measure_bandwidth(n, device))
-            optimizers = make_optimizers(opt_name, ref_name, kwargs, shapes, device)
-            times, first = time_steps(optimizers, device, args.warmup, args.repeats)
+            samples: dict = {}
+            for trial in range(args.trials):
+                optimizers = make_optimizers(opt_name, ref_name, kwargs, shapes, device)
+                rounds, first_steps = time_steps(optimizers, device, args.warmup, args.repeats, order)
+                if trial == 0:  # the first step that compiles
+                    first = first_steps
+                for key, values in rounds.items():
+                    samples.setdefault(key, []).extend(values)
+                del optimizers
+            times = {key: statistics.median(values) for key, values in samples.items()}
             times["reference"] = times.get(reference_key(ref_name, kwargs))
+            ours, reference = samples.get(("optlib", "fused")), samples.get(reference_key(ref_name, kwargs))
+            # Per round, optlib's fused step over the reference's in the same round: a change
+            # of machine load between rounds then cancels.
+            times["paired"] = [a / b for a, b in zip(ours, reference)] if ours and reference else None
             results[label] = (times, first, tensors, ref_name)
-            del optimizers
         bandwidth, probes = max(measured, key=lambda m: m[0])
         print(
-            f"\n{model}: {n / 1e6:.1f}M float32 parameters in {len(shapes)} tensors; median of {args.repeats} steps; "
+            f"\n{model}: {n / 1e6:.1f}M float32 parameters in {len(shapes)} tensors; median of "
+            f"{args.trials} x {args.repeats} steps; "
             f"measured bandwidth {bandwidth / 1e9:.1f} GB/s, the best of {len(measured)} probes "
             f"(the others: {', '.join(f'{m[0] / 1e9:.1f}' for m in measured if m[0] != bandwidth) or 'none'}; best: "
             + ", ".join(f"{name}: {value / 1e9:.1f}" for name, value in probes.items())
@@ -258,10 +309,13 @@ def main() -> None:
             reference = results["NesterovAdamW"][0]["reference"]
             ours = results["NesterovAdamW"][0].get(("optlib", "fused"))
             limit = results["NesterovAdamW"][2]
+            paired = results["NesterovAdamW"][0]["paired"]
             if ours and reference:
+                middle, low, high = median_interval(paired)
                 print(
                     f"goal 1, {model}: optlib fused NesterovAdamW / torch fused AdamW = {ours / reference:.2f} "
-                    f"(goal <= 1.00: {'met' if ours <= reference else 'not met'})"
+                    f"(goal <= 1.00: {'met' if ours <= reference else 'not met'}); round by round: median "
+                    f"{middle:.3f}, 95% CI {low:.3f} to {high:.3f} over {len(paired)} rounds in {args.trials} trials"
                 )
                 if device.type == "cpu" and model == "50M":
                     print(
