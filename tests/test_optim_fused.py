@@ -235,26 +235,6 @@ def test_each_param_group_keeps_its_plan(monkeypatch):
             torch.testing.assert_close(a, b)
 
 
-def test_where_the_graphs_inputs_cannot_be_matched_every_call_goes_through_dynamo(monkeypatch):
-    """The direct call relies on how Dynamo hands a backend its inputs; where a torch hands
-    them otherwise, the fused path must still be right, only slower."""
-    from optlib.optim import adam
-
-    monkeypatch.setattr(_compile._KeepGraph, "_recipe", lambda self, gm, example_inputs: None)
-    monkeypatch.setattr(adam._adam_fused_kernel, "_graphs", {})  # compile anew, with the patched backend
-    torch.manual_seed(0)
-    fused = [torch.nn.Parameter(torch.randn(s)) for s in [(6, 5), (9,), (4, 4)]]
-    loop = [torch.nn.Parameter(p.detach().clone()) for p in fused]
-    opt_fused = optlib.NesterovAdamW(fused, lr=0.01, weight_decay=0.1, fused=True)
-    opt_loop = optlib.NesterovAdamW(loop, lr=0.01, weight_decay=0.1, foreach=False)
-    for step in range(4):
-        _step_both(((fused, opt_fused), (loop, opt_loop)), [torch.cos(p.detach() + step) for p in loop])
-    graphs = list(adam._adam_fused_kernel._graphs.values())
-    assert graphs and all(isinstance(g, _compile._ThroughDynamo) for g in graphs)
-    for a, b in zip(fused, loop):
-        torch.testing.assert_close(a, b)
-
-
 def _graphs_of(opt) -> list:
     return [chunk.graph for plan in opt._plans.values() if isinstance(plan, _compile._Plan) for chunk in plan.chunks]
 
@@ -283,12 +263,17 @@ def test_later_calls_go_straight_to_inductors_graph_and_still_count_versions():
         loss.backward()
 
 
-def test_where_inductors_graph_cannot_be_matched_calls_go_through_aotautograd(monkeypatch):
-    """A torch that readies its graphs otherwise leaves nothing to call directly: the
-    fused path must still be right, through AOTAutograd's wrappers."""
+@pytest.mark.parametrize("unmatched", ["Dynamo's inputs", "Inductor's inputs"])
+def test_where_a_graphs_inputs_cannot_be_matched_calls_take_the_slower_safe_way(monkeypatch, unmatched):
+    """The direct calls rely on how Dynamo hands a backend its inputs, and on how Inductor
+    readies its graph; where a torch does either otherwise, the fused path must still be
+    right, only slower: every call through Dynamo, or through AOTAutograd's wrappers."""
     from optlib.optim import adam
 
-    monkeypatch.setattr(_compile, "_keep_inductor_graphs", lambda: contextlib.nullcontext([]))
+    if unmatched == "Dynamo's inputs":
+        monkeypatch.setattr(_compile._KeepGraph, "_recipe", lambda self, gm, example_inputs: None)
+    else:
+        monkeypatch.setattr(_compile, "_keep_inductor_graphs", lambda: contextlib.nullcontext([]))
     monkeypatch.setattr(adam._adam_fused_kernel, "_graphs", {})  # compile anew, with the patched backend
     torch.manual_seed(0)
     fused = [torch.nn.Parameter(torch.randn(s)) for s in [(6, 5), (9,), (4, 4)]]
@@ -298,7 +283,10 @@ def test_where_inductors_graph_cannot_be_matched_calls_go_through_aotautograd(mo
     for step in range(4):
         _step_both(((fused, opt_fused), (loop, opt_loop)), [torch.cos(p.detach() + step) for p in loop])
     graphs = _graphs_of(opt_fused)
-    assert graphs and all(isinstance(g, _compile._Graph) and g.direct is None for g in graphs)
+    if unmatched == "Dynamo's inputs":
+        assert graphs and all(isinstance(g, _compile._ThroughDynamo) for g in graphs)
+    else:
+        assert graphs and all(isinstance(g, _compile._Graph) and g.direct is None for g in graphs)
     for a, b in zip(fused, loop):
         torch.testing.assert_close(a, b)
 
