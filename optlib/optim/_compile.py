@@ -429,9 +429,8 @@ class _KeepGraph:
         if recipe is not None:
             # Inductor's own call, past AOTAutograd's wrappers, where it takes the same
             # arguments as Dynamo's graph (no input was merged with another or dropped).
-            outer = [_input_kind(v) for v in example_inputs]
-            direct = next(((graph, mutated) for graph, kinds, mutated in inner if kinds == outer), None)
-            self.graph = _Graph(compiled, recipe, direct if len(inner) == 1 else None)
+            matched = len(inner) == 1 and inner[0][1] == [_input_kind(v) for v in example_inputs]
+            self.graph = _Graph(compiled, recipe, (inner[0][0], inner[0][2]) if matched else None)
         return compiled
 
     def _recipe(self, gm: torch.fx.GraphModule, example_inputs: list) -> list[int] | None:
@@ -785,7 +784,6 @@ class _Plan:
                     chunk.grad_slots = [
                         (j, position[id(a)]) for j, a in enumerate(chunk.arguments) if id(a) in position
                     ]
-                chunk.written = chunk.graph.written(chunk.arguments)
                 self.written = None
             else:
                 for j, r in chunk.grad_slots:
@@ -795,7 +793,10 @@ class _Plan:
         # (autograd refuses a backward through a tensor saved before it changed): one call
         # for the whole step.
         if self.written is None:
-            self.written = tuple(t for chunk in self.chunks for t in chunk.written)
+            # A chunk compiled in this step has no arguments yet: Dynamo's graph counted its own.
+            self.written = tuple(
+                t for chunk in self.chunks if chunk.arguments is not None for t in chunk.graph.written(chunk.arguments)
+            )
         if self.written:
             torch.autograd.graph.increment_version(self.written)
 
@@ -812,4 +813,3 @@ class _Chunk:
         self.graph: _Graph | _ThroughDynamo | None = None
         self.arguments: list | tuple | None = None
         self.grad_slots: list[tuple[int, int]] = []
-        self.written: tuple = ()  # the tensors its direct call writes
