@@ -252,6 +252,8 @@ def test_later_calls_go_straight_to_inductors_graph_and_still_count_versions():
         opt.step()
     graphs = _graphs_of(opt)
     assert graphs and all(isinstance(g, _compile._Graph) and g.direct is not None for g in graphs)
+    # On the CPU, past Inductor's Python too: the C++ kernel itself, with the tensors as they are.
+    assert all(g.kernel is not None for g in graphs)
     written = [t for p in params for t in (p, opt.state[p]["exp_avg"], opt.state[p]["exp_avg_sq"])]
     before = [t._version for t in written]
     grad_version = params[0].grad._version
@@ -263,17 +265,20 @@ def test_later_calls_go_straight_to_inductors_graph_and_still_count_versions():
         loss.backward()
 
 
-@pytest.mark.parametrize("unmatched", ["Dynamo's inputs", "Inductor's inputs"])
+@pytest.mark.parametrize("unmatched", ["Dynamo's inputs", "Inductor's inputs", "the kernel's arguments"])
 def test_where_a_graphs_inputs_cannot_be_matched_calls_take_the_slower_safe_way(monkeypatch, unmatched):
-    """The direct calls rely on how Dynamo hands a backend its inputs, and on how Inductor
-    readies its graph; where a torch does either otherwise, the fused path must still be
-    right, only slower: every call through Dynamo, or through AOTAutograd's wrappers."""
+    """The direct calls rely on how Dynamo hands a backend its inputs, on how Inductor
+    readies its graph, and on what its call passes the kernel; where a torch does any of
+    these otherwise, the fused path must still be right, only slower: every call through
+    Dynamo, through AOTAutograd's wrappers, or through Inductor's call."""
     from optlib.optim import adam
 
     if unmatched == "Dynamo's inputs":
         monkeypatch.setattr(_compile._KeepGraph, "_recipe", lambda self, gm, example_inputs: None)
-    else:
+    elif unmatched == "Inductor's inputs":
         monkeypatch.setattr(_compile, "_keep_inductor_graphs", lambda: contextlib.nullcontext([]))
+    else:
+        monkeypatch.setattr(_compile, "_bind_kernel", lambda *args: None)
     monkeypatch.setattr(adam._adam_fused_kernel, "_graphs", {})  # compile anew, with the patched backend
     torch.manual_seed(0)
     fused = [torch.nn.Parameter(torch.randn(s)) for s in [(6, 5), (9,), (4, 4)]]
@@ -285,10 +290,42 @@ def test_where_a_graphs_inputs_cannot_be_matched_calls_take_the_slower_safe_way(
     graphs = _graphs_of(opt_fused)
     if unmatched == "Dynamo's inputs":
         assert graphs and all(isinstance(g, _compile._ThroughDynamo) for g in graphs)
-    else:
+    elif unmatched == "Inductor's inputs":
         assert graphs and all(isinstance(g, _compile._Graph) and g.direct is None for g in graphs)
+    else:
+        assert graphs and all(g.direct is not None and g.kernel is None for g in graphs)
     for a, b in zip(fused, loop):
         torch.testing.assert_close(a, b)
+
+
+# Stand-ins for an Inductor call and its kernel: _bind_kernel finds the kernel among the
+# globals of the call's function, so each call is defined in a namespace of its own.
+_FAKE_CALLS = {
+    "faithful": "def call(args):\n    p, g = args\n    args.clear()\n    cpp_fused_k(p, g, p.shape[0])",
+    "also writes": "def call(args):\n    p, g = args\n    cpp_fused_k(p, g, p.shape[0])\n    g.mul_(2)",
+    "calls twice": "def call(args):\n    p, g = args\n    cpp_fused_k(p, g, p.shape[0])\n    cpp_fused_k(p, g, p.shape[0])",
+    "a constant size": "def call(args):\n    p, g = args\n    cpp_fused_k(p, g, 5)",
+    "a temporary": "def call(args):\n    p, g = args\n    cpp_fused_k(p, g.clone(), p.shape[0])",
+}
+
+
+@pytest.mark.parametrize("behaviour", list(_FAKE_CALLS))
+def test_a_kernel_is_called_directly_only_where_a_probe_proves_it_does_all_the_call_did(behaviour):
+    """_bind_kernel learns from probes what Inductor's call passes its kernel; a call that does
+    anything more, or passes something that is not one of its inputs or their sizes, must
+    keep being called (a wrong binding would write the wrong memory)."""
+
+    def cpp_fused_k(p, g, n):
+        p[:n] -= 0.5 * g[:n]
+
+    namespace = {"cpp_fused_k": cpp_fused_k}
+    exec(_FAKE_CALLS[behaviour], namespace)
+    row = (torch.zeros(4, 3), torch.ones(4, 3))
+    binding = _compile._bind_kernel(namespace["call"], [0, 1], [row], {}, {})
+    if behaviour == "faithful":
+        assert binding == (cpp_fused_k, [0, 1, ~0])
+    else:
+        assert binding is None
 
 
 def test_a_model_of_other_sizes_does_not_compile_again():

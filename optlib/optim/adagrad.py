@@ -13,7 +13,7 @@ from ._base import (
     group_by_device_and_dtype,
     new_step_counter,
 )
-from ._compile import FusedKernel, advance_steps, fused_buckets, fused_scalars
+from ._compile import FusedKernel, advance_steps, each_count, fused_buckets, fused_scalars
 
 __all__ = ["Adagrad"]
 
@@ -166,7 +166,7 @@ def _adagrad_fused(
         scalars = fused_scalars(b_params[0], plans, lr=lr, weight_decay=weight_decay, eps=eps)
         t = advance_steps(b_steps, dtype, plans)
         if isinstance(t, list):  # the CPU: Python numbers, as the loop computes them
-            decayed_lr = [lr / (1 + (k - 1) * lr_decay) for k in t]
+            decayed_lr = each_count(t, lambda k: lr / (1 + (k - 1) * lr_decay))
         else:
             decayed_lr = scalars["lr"] / (1 + (t - 1) * lr_decay)
         _adagrad_fused_kernel(

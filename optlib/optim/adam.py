@@ -30,7 +30,7 @@ from ._base import (
     group_by_device_and_dtype,
     new_step_counter,
 )
-from ._compile import FusedKernel, advance_steps, fused_buckets, fused_scalars
+from ._compile import FusedKernel, advance_steps, each_count, fused_buckets, fused_scalars
 
 __all__ = ["Adam"]
 
@@ -330,8 +330,8 @@ def _adam_fused(
         scalars = fused_scalars(tensors[0][0], plans, eps=eps, **_moment_scalars(lr, beta1, beta2, weight_decay))
         t = advance_steps(b_steps, dtype, plans)
         if isinstance(t, list):  # the CPU: Python numbers
-            step_size = [lr / (1 - beta1**k) for k in t]
-            inverse_bias_correction2_sqrt = [(1 - beta2**k) ** -0.5 for k in t]
+            step_size = each_count(t, lambda k: lr / (1 - beta1**k))
+            inverse_bias_correction2_sqrt = each_count(t, lambda k: (1 - beta2**k) ** -0.5)
         else:  # one vector on the device, in the kernel's scalar dtype
             step_size = lr / (1 - beta1**t)
             inverse_bias_correction2_sqrt = (1 - beta2**t).rsqrt()
