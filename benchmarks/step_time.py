@@ -6,9 +6,10 @@
 An optimizer step is memory-bound: AdamW reads θ, g, m, v and writes θ, m, v,
 28 bytes per float32 parameter, and does a few flops on each. So the fastest a
 step can be on a machine is (bytes per parameter × parameters) ÷ memory
-bandwidth. This script measures the bandwidth in the same run (a triad
-a = b + s·c over arrays as large as the model, 12 bytes per element), prints that
-limit for each method, and times six paths of each method side by side:
+bandwidth. This script measures the bandwidth in the same rounds as the steps (a
+triad a = b + s·c and an in-place a += b·c over arrays as large as the model, timed
+among the optimizers), prints that limit for each method, and times six paths of
+each method side by side:
 torch.optim's for-loop, foreach and fused paths, and optlib's. Each time is given
 as a ratio to the limit (limit ÷ time: the fraction of the bandwidth the path
 reaches) and to ``torch.optim.AdamW(fused=True)``, today's fastest AdamW step.
@@ -98,30 +99,25 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_bandwidth(n: int, device: torch.device, repeats: int = 20) -> tuple[float, dict[str, float]]:
-    """The machine's memory bandwidth in bytes per second, and what each probe reached.
+class BandwidthProbe:
+    """A kernel that only moves memory, timed in the rounds like one more optimizer (its ``step``).
 
-    Two probes over float32 arrays of n elements: the triad a = b + s·c (read b, c,
-    write a: 12 bytes per element) and its in-place form a += b·c (read a, b, c, write
-    a: 16 bytes), which moves memory the way an optimizer step does. The bandwidth is
-    the better of the two, so the limit it gives is the stricter one.
+    Two probes over float32 arrays of n elements: the triad a = b + s·c (read b, c, write
+    a: 12 bytes per element) and its in-place form a += b·c (read a, b, c, write a: 16
+    bytes), which moves memory the way an optimizer step does. Each method's limit comes
+    from the better of the two in that method's own rounds, so the limit is the stricter
+    one and was measured under the same load as the steps it bounds: on a shared machine
+    the bandwidth changed by half between one method's rounds and the next, and a probe
+    run apart once read 110 GB/s where the steps that followed moved at most 70.
     """
-    a, b, c = (torch.rand(n, device=device) for _ in range(3))
-    probes = {
-        "triad a = b + s*c": (lambda: torch.add(b, c, alpha=0.5, out=a), 3),
-        "in place a += b*c": (lambda: a.addcmul_(b, c, value=1e-6), 4),
-    }
-    reached = {}
-    for name, (kernel, arrays) in probes.items():
-        times = []
-        for _ in range(repeats + 2):
-            _sync(device)
-            start = time.perf_counter()
-            kernel()
-            _sync(device)
-            times.append(time.perf_counter() - start)
-        reached[name] = arrays * FLOAT32 * n / statistics.median(times[2:])
-    return max(reached.values()), reached
+
+    def __init__(self, in_place: bool, n: int, device: torch.device) -> None:
+        a, b, c = (torch.rand(n, device=device) for _ in range(3))
+        self.step = (lambda: a.addcmul_(b, c, value=1e-6)) if in_place else (lambda: torch.add(b, c, alpha=0.5, out=a))
+
+
+# Each probe's key among the rounds' entries, and the bytes it moves per element.
+PROBES = {("probe", "triad a = b + s*c"): 3 * FLOAT32, ("probe", "in place a += b*c"): 4 * FLOAT32}
 
 
 def _load_note(when: str) -> str:
@@ -134,7 +130,8 @@ def _load_note(when: str) -> str:
 
 
 def make_optimizers(opt_name: str, ref_name: str, kwargs: dict, shapes, device) -> dict:
-    """One optimizer per (library, path), each over its own copy of the same parameters and gradients."""
+    """One optimizer per (library, path), each over its own copy of the same parameters and
+    gradients, and the bandwidth probes timed among them."""
     generator = torch.Generator().manual_seed(0)
     values = [torch.randn(s, generator=generator) for s in shapes]
     grads = [torch.randn(s, generator=generator) * 1e-2 for s in shapes]
@@ -157,6 +154,8 @@ def make_optimizers(opt_name: str, ref_name: str, kwargs: dict, shapes, device) 
                 print(f"  ({library} {ref_name if library == 'torch' else opt_name} {path}: not available: {err})")
     if reference_key(ref_name, kwargs) == REFERENCE:
         optimizers[REFERENCE] = torch.optim.AdamW(copy(), **ADAMW_OPTIONS, fused=True)
+    n = sum(v.numel() for v in values)
+    optimizers.update({key: BandwidthProbe(key[1].startswith("in place"), n, device) for key in PROBES})
     return optimizers
 
 
@@ -246,15 +245,10 @@ def main() -> None:
     for model in models:
         shapes = MODELS[model]
         n = sum(torch.Size(s).numel() for s in shapes)
-        # The probe runs before each method's rounds and the best run sets the limit: on a
-        # shared machine one probe can catch a busy moment (at 50M it once read 62 GB/s,
-        # below what the fused steps then moved).
-        measured = []
         results = {}
         for label, opt_name, ref_name, kwargs, tensors in METHODS:
             if label not in args.methods:
                 continue
-            measured.append(measure_bandwidth(n, device))
             samples: dict = {}
             for trial in range(args.trials):
                 optimizers = make_optimizers(opt_name, ref_name, kwargs, shapes, device)
@@ -270,20 +264,17 @@ def main() -> None:
             # Per round, optlib's fused step over the reference's in the same round: a change
             # of machine load between rounds then cancels.
             times["paired"] = [a / b for a, b in zip(ours, reference)] if ours and reference else None
-            results[label] = (times, first, tensors, ref_name)
-        bandwidth, probes = max(measured, key=lambda m: m[0])
+            probes = {key[1]: per_element * n / times[key] for key, per_element in PROBES.items()}
+            bandwidth = max(probes.values())
+            results[label] = (times, first, tensors * FLOAT32 * n / bandwidth, tensors, ref_name, probes)
         print(
             f"\n{model}: {n / 1e6:.1f}M float32 parameters in {len(shapes)} tensors; median of "
-            f"{args.trials} x {args.repeats} steps; "
-            f"measured bandwidth {bandwidth / 1e9:.1f} GB/s, the best of {len(measured)} probes "
-            f"(the others: {', '.join(f'{m[0] / 1e9:.1f}' for m in measured if m[0] != bandwidth) or 'none'}; best: "
-            + ", ".join(f"{name}: {value / 1e9:.1f}" for name, value in probes.items())
-            + ")"
+            f"{args.trials} x {args.repeats} steps; memory bandwidth measured in each method's rounds (GB/s): "
+            + "; ".join(
+                f"{label} " + ", ".join(f"{name}: {value / 1e9:.1f}" for name, value in result[5].items())
+                for label, result in results.items()
+            )
         )
-        results = {
-            label: (times, first, tensors * FLOAT32 * n / bandwidth, tensors, ref_name)
-            for label, (times, first, tensors, ref_name) in results.items()
-        }
 
         header = f"{'method':<15}{'B/param':>8}{'limit ms':>10}" + "".join(
             f"{lib + ' ' + path:>15}" for lib, path in columns
@@ -291,7 +282,7 @@ def main() -> None:
         print(header)
         print("-" * len(header))
         for label in args.methods:
-            times, first, limit, tensors, ref_name = results[label]
+            times, first, limit, tensors, ref_name, _ = results[label]
             reference = times["reference"]
             row_ms = "".join(f"{1e3 * times[c]:>15.1f}" if c in times else f"{'n/a':>15}" for c in columns)
             row_bw = "".join(f"{limit / times[c]:>15.0%}" if c in times else f"{'':>15}" for c in columns)

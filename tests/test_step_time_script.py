@@ -53,6 +53,11 @@ def test_the_script_prints_the_table_and_the_goal(step_time, monkeypatch, capsys
     step_time.main()
     out = capsys.readouterr().out
     assert re.search(r"100K: 0\.1M float32 parameters in \d+ tensors", out)
+    # The limit comes from probes timed in the same rounds as the steps it bounds.
+    assert re.search(
+        r"bandwidth measured in each method's rounds \(GB/s\): NesterovAdamW triad .*: \d+\.\d, in place .*: \d+\.\d",
+        out,
+    )
     header = next(line for line in out.splitlines() if line.startswith("method"))
     for column in ("torch loop", "torch foreach", "torch fused", "optlib loop", "optlib foreach", "optlib fused"):
         assert column in header
