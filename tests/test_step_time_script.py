@@ -1,4 +1,4 @@
-"""benchmarks/step_time.py runs end to end and prints what issue 11 asks of it.
+"""benchmarks/step_time.py (and scalar_loads.py) run end to end and print what issue 11 asks of them.
 
 Only the tiny model, so the times say nothing: the test checks the table's shape,
 the goal lines and the confidence interval of the round-by-round ratio.
@@ -12,16 +12,21 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "step_time.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
 def step_time():
-    spec = importlib.util.spec_from_file_location("step_time", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load("step_time")
 
 
 def test_median_interval_is_the_order_statistics_that_cover_the_median(step_time):
@@ -71,3 +76,13 @@ def test_the_script_prints_the_table_and_the_goal(step_time, monkeypatch, capsys
     middle, low, high = map(float, goal.groups()[1:])
     assert low <= middle <= high
     assert "compile seconds of each fused kernel variant" in out
+
+
+def test_scalar_loads_times_each_variant_beside_torchs_kernel(capsys):
+    threads = torch.get_num_threads()
+    ratios = _load("scalar_loads").main(["--elements", "1000", "--rounds", "2", "--threads", "1"])
+    assert torch.get_num_threads() == threads  # the script's thread count does not leak into the caller
+    out = capsys.readouterr().out
+    assert list(ratios) == [f"{k} of 7 scalars as tensors" for k in (0, 1, 3, 7)] + ["torch._fused_adamw_"]
+    assert ratios["torch._fused_adamw_"] == 1.0 and all(r > 0 for r in ratios.values())
+    assert len(re.findall(r"ms +\d+\.\d{3}x torch\._fused_adamw_", out)) == 5, out
