@@ -85,7 +85,7 @@ def _adam_single_tensor(
         bias_correction1 = 1 - beta1**t
         bias_correction2 = 1 - beta2**t
         step_size = lr / bias_correction1
-        denom = (v.sqrt() / bias_correction2**0.5).add_(eps)  # √(v / (1 − β2^t)) + ε
+        denom = v.sqrt().div_(bias_correction2**0.5).add_(eps)  # √(v / (1 − β2^t)) + ε, in one new tensor
         param.addcdiv_(numerator, denom, value=-step_size)  # θ ← θ − η·(m / (1 − β1^t)) / denom
 
 
