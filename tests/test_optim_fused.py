@@ -107,6 +107,31 @@ def test_a_scheduler_changes_lr_without_recompiling():
     assert compile_seconds().keys() == variants.keys()
 
 
+def test_a_new_lr_is_written_where_the_graphs_read_it(monkeypatch):
+    """A scheduled lr changes the value in the tensor the graphs already take, so nothing of
+    what a step prepared (its plan, the graphs' arguments) is prepared again, and the
+    trajectory is still the loop's."""
+    torch.manual_seed(0)
+    fused = [torch.nn.Parameter(torch.randn(s)) for s in [(10, 20), (7,), (3, 3)]]
+    loop = [torch.nn.Parameter(p.detach().clone()) for p in fused]
+    opt_fused = optlib.NesterovAdamW(fused, lr=0.01, weight_decay=0.1, fused=True)
+    opt_loop = optlib.NesterovAdamW(loop, lr=0.01, weight_decay=0.1, foreach=False)
+    schedules = [torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 / (1 + t)) for opt in (opt_fused, opt_loop)]
+    pairs = ((fused, opt_fused), (loop, opt_loop))
+    prepared, prepare = [], _compile._Graph.arguments
+    for step in range(6):
+        if step == 2:  # the graphs and their arguments exist from the second step on
+            monkeypatch.setattr(
+                _compile._Graph, "arguments", lambda self, *a: (prepared.append(1), prepare(self, *a))[1]
+            )
+        _step_both(pairs, [torch.cos(p.detach() + step) for p in loop])
+        for schedule in schedules:
+            schedule.step()
+    assert not prepared, "a new lr prepared the graphs' arguments again"
+    for a, b in zip(fused, loop):
+        torch.testing.assert_close(a, b)
+
+
 def test_compile_time_is_recorded():
     run(optlib.AdamW, dict(lr=0.01, fused=True), steps=2)
     recorded = {k: v for k, v in compile_seconds().items() if k.startswith("AdamW:")}

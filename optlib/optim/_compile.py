@@ -38,11 +38,15 @@ These choices make the compiled step as fast as torch's hand-written one:
   norm's scale) do not become one symbol with a guard on their equality; the flat
   tensors are detached, not views, since Dynamo guards on a view's base;
 * every hyperparameter enters as a 0-dim tensor, so a learning-rate scheduler
-  changes a value, not the graph (a changed Python float would recompile);
+  changes a value, not the graph (a changed Python float would recompile); the
+  scalars of a step share one small tensor, written in place when a value changes;
 * the per-parameter scalars that need a power (the bias corrections) are computed
   once per step outside the kernel (inside it Inductor would recompute them for
   every vector of elements), on the CPU as Python numbers, as the single-tensor loop
-  computes them, and enter as one vector per chunk, read by index.
+  computes them, and enter as one vector per chunk, read by index, all of a chunk's
+  side by side. Inductor's C++ loop reads each scalar from memory in every iteration
+  (its stores may alias any memory), and scalars in few cache lines cost less than
+  scalars in many (``benchmarks/scalar_loads.py``).
 
 The booleans of an update (maximize, nesterov, amsgrad, ...) are specialised:
 each combination in use compiles once per dtype.
@@ -106,6 +110,9 @@ _NO_DUCK_SHAPES = {"use_duck_shape": False} if hasattr(fx_config, "use_duck_shap
 #: Parameters one compiled call updates (see the module's docstring).
 CHUNK = 8
 
+# The key prefix of a chunk's per-parameter values packed into one tensor (see _Plan).
+_PACKED = "packed:"
+
 
 def compile_seconds() -> dict[str, float]:
     """Seconds each compiled variant took on its first call in this process (compilation included)."""
@@ -159,20 +166,35 @@ def opmath_dtype(dtype: torch.dtype) -> torch.dtype:
 def fused_scalars(like: Tensor, cache: dict | None = None, **values: float) -> dict[str, Tensor]:
     """Hyperparameters as 0-dim tensors on ``like``'s device: a new value is new data, not a recompile.
 
-    With a ``cache`` (the optimizer's plans), a value that has not changed since the last
-    step keeps its tensor, so a step creates none (or one, for a scheduled lr). The tensors
-    are kept per bucket (``like`` is its first parameter): param groups with different
-    values would otherwise replace each other's every step.
+    The scalars of a step share one small tensor, and each is a 0-dim tensor over its
+    element. Inductor's C++ loop reads every such scalar from memory in every iteration
+    (its vector stores may alias any memory), and scalars spread over several cache lines
+    cost more than scalars in one: on one thread, a NesterovAdamW update with its seven
+    scalars in seven tensors took 1.08x torch's fused kernel, with the seven in one tensor
+    1.02x (``benchmarks/scalar_loads.py`` shows the cost).
+
+    With a ``cache`` (the optimizer's plans), the tensor is kept per bucket (``like`` is its
+    first parameter) and a changed value is written into it, so that a learning-rate
+    schedule keeps the same tensors, and the arguments prepared for them, step after step.
     """
     dtype = opmath_dtype(like.dtype)
-    values = {name: float(value) for name, value in values.items()}
-    held = {} if cache is None else cache.get(("scalars", id(like)))
-    if held is None:
-        held = _remember(cache, ("scalars", id(like)), {})
-    for name, value in values.items():
-        if name not in held or held[name][0] != value:
-            held[name] = (value, torch.tensor(value, dtype=dtype, device=like.device))
-    return {name: held[name][1] for name in values}
+    names = tuple(values)
+    numbers = [float(v) for v in values.values()]
+    key = ("scalars", id(like))
+    held = None if cache is None else cache.get(key)
+    if held is None or held[0] != names or held[1].device != like.device or held[1].dtype != dtype:
+        packed = torch.tensor(numbers, dtype=dtype, device=like.device)
+        # Detached: 0-dim tensors over the packed one, not views of it (see _flat).
+        held = (names, packed, {n: packed[j].detach() for j, n in enumerate(names)}, list(numbers))
+        if cache is not None:
+            _remember(cache, key, held)
+    elif held[3] != numbers:
+        _, packed, _, old = held
+        for j, (new, was) in enumerate(zip(numbers, old)):
+            if new != was:
+                packed[j].fill_(new)
+        held[3][:] = numbers
+    return held[2]
 
 
 def _remember(plans: dict, key: tuple, value):
@@ -595,6 +617,10 @@ class FusedKernel:
 
     def _update_each(self, rows: list[tuple[Tensor | None, ...]], per_param: dict, shared: dict) -> None:
         """What one compiled call runs: the update of each row, unrolled into one graph."""
+        per_param = dict(per_param)
+        for key in [k for k in per_param if k.startswith(_PACKED)]:
+            names, values = per_param.pop(key)  # (names, CHUNK values of each name in turn)
+            per_param.update({name: values[q * CHUNK : (q + 1) * CHUNK] for q, name in enumerate(names)})
         for i, row in enumerate(rows):
             self.update(*row, **shared, **{name: values[i] for name, values in per_param.items()})
 
@@ -756,24 +782,33 @@ class _Plan:
         padding = kernel._pad(self.rows[-1], -self.count % CHUNK)
         self.rows += padding
         self.originals += padding
-        self.index = None if self.all_compiled else torch.tensor(self.compiled, device=params[0].device)
-        # One buffer per per-parameter value, in the rows' order; the scratch rows read the
-        # last parameter's value.
-        self.buffers = {}
+        # The rows whose values each row of the buffers below takes: the scratch rows the last parameter's.
+        self.index = torch.tensor(
+            self.compiled + [self.compiled[-1]] * (len(self.rows) - self.count), device=params[0].device
+        )
+        # One buffer per per-parameter value, shaped (chunks, CHUNK): row r's value at
+        # [r // CHUNK, r % CHUNK]. The values of one chunk sit side by side in memory, one
+        # cache line for 16 float32 values (see fused_scalars for why that matters).
+        chunks = len(self.rows) // CHUNK
+        kinds: dict[tuple, list[str]] = {}
         for k, v in per_param.items():
             if _kind(v) == "tensor":
-                buffer = torch.empty(len(self.rows), dtype=v.dtype, device=v.device)
-                buffer[self.count :] = v[self.compiled[-1]]
-                self.buffers[k] = buffer
+                kinds.setdefault((v.dtype, v.device), []).append(k)
             elif _kind(v) == "floats":
-                dtype = opmath_dtype(params[0].dtype)
-                last = float(v[self.compiled[-1]])
-                self.buffers[k] = torch.full((len(self.rows),), last, dtype=dtype, device=params[0].device)
+                kinds.setdefault((opmath_dtype(params[0].dtype), params[0].device), []).append(k)
+        self.buffers = {}
+        self.packs = []
+        for (dtype, device), names in kinds.items():
+            packed = torch.zeros(chunks, len(names), CHUNK, dtype=dtype, device=device)
+            self.buffers.update({k: packed[:, q] for q, k in enumerate(names)})
+            self.packs.append((tuple(names), packed))
         # Python numbers are written into CPU buffers through NumPy, with no operator call
-        # (each costs tens of microseconds with cold caches).
-        self.host = {
-            k: b.numpy() for k, b in self.buffers.items() if _kind(per_param[k]) == "floats" and b.device.type == "cpu"
-        }
+        # (each costs tens of microseconds with cold caches); the scratch rows' once.
+        self.host = {}
+        for k, b in self.buffers.items():
+            if _kind(per_param[k]) == "floats" and b.device.type == "cpu":
+                self.host[k] = b.numpy()
+                self.host[k].flat[self.count :] = float(per_param[k][self.compiled[-1]])
         flags = tuple(sorted((k, v) for k, v in shared.items() if isinstance(v, bool)))
         self.variant = f"{optimizer_name}:{kernel.name}[{params[0].dtype}, {params[0].device.type}, {flags}]"
         # What decides a graph besides the sizes: the variant, which entries of a row are
@@ -792,7 +827,12 @@ class _Plan:
                 tuple(t is None for row in self.rows[start:end] for t in row),
                 tuple(tuple(v[start:end]) for v in ordered.values()),
             )
-            values = {k: b[start:end] for k, b in self.buffers.items()}
+            # Each buffer's chunk enters the graph as one tensor (FusedKernel._update_each
+            # unpacks it): Dynamo's graph did not take several tensors over one storage as they are.
+            values = {
+                f"{_PACKED}{g}": (names, packed.view(len(packed), -1)[start // CHUNK].detach())
+                for g, (names, packed) in enumerate(self.packs)
+            }
             values.update({k: v[start:end] for k, v in ordered.items()})
             self.chunks.append(_Chunk(start, end, key, values))
 
@@ -868,17 +908,12 @@ class _Plan:
             return
         for k, buffer in self.buffers.items():
             values = per_param[k]
-            if isinstance(values, Tensor):
-                if self.all_compiled:
-                    buffer[: self.count].copy_(values)
-                else:
-                    torch.index_select(values, 0, self.index, out=buffer[: self.count])
+            if k in self.host:
+                self.host[k].flat[: self.count] = values if self.all_compiled else [values[i] for i in self.compiled]
             else:
-                values = values if self.all_compiled else [values[i] for i in self.compiled]
-                if k in self.host:
-                    self.host[k][: self.count] = values
-                else:
-                    buffer[: self.count].copy_(torch.tensor(values, dtype=buffer.dtype))
+                if not isinstance(values, Tensor):
+                    values = torch.tensor(values, dtype=buffer.dtype)
+                buffer.copy_(values.to(buffer.device).index_select(0, self.index).view(buffer.shape))
         if not _same(self.shared, list(shared.values())):
             self.shared = list(shared.values())
             self._forget_arguments()
