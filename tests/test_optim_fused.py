@@ -233,6 +233,29 @@ def test_a_step_reuses_its_plan_and_follows_what_changes(monkeypatch):
     assert all(ref() is None for ref in freed), "the fused path kept a gradient alive after the step"
 
 
+def test_two_parameters_given_one_gradient_tensor_each_get_it():
+    """The prepared arguments find each row's gradient by identity: a tensor that is the
+    gradient of two parameters must not leave one of them the other's next gradient."""
+    torch.manual_seed(0)
+    fused = [torch.nn.Parameter(torch.randn(4, 3)) for _ in range(3)]
+    loop = [torch.nn.Parameter(p.detach().clone()) for p in fused]
+    opt_fused = optlib.NesterovAdamW(fused, lr=0.01, weight_decay=0.1, fused=True)
+    opt_loop = optlib.NesterovAdamW(loop, lr=0.01, weight_decay=0.1, foreach=False)
+    for step in range(5):
+        shared = torch.full((4, 3), float(step + 1))
+        for params, opt in ((fused, opt_fused), (loop, opt_loop)):
+            if step < 2:
+                params[0].grad = params[1].grad = shared  # one tensor, two parameters
+            else:  # then each its own
+                params[0].grad, params[1].grad = shared, -shared
+            params[2].grad = torch.cos(params[2].detach() + step)
+            before = params[0]._version
+            opt.step()
+            assert params[0]._version > before, "the step did not count the version of what it wrote"
+    for a, b in zip(fused, loop):
+        torch.testing.assert_close(a, b)
+
+
 def test_each_param_group_keeps_its_plan(monkeypatch):
     """Groups with their own options (weight decay on weights, none on biases; an lr per layer)
     each keep a plan and its prepared arguments: they must not displace each other every step."""

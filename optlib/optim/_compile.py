@@ -400,9 +400,9 @@ class _Graph:
         count them on the other path)."""
         if self.direct is None:
             return ()
-        changed = {self.recipe[i] for i in self.direct[1]}
         if self.kernel is None:
             return tuple(arguments[i] for i in self.direct[1])
+        changed = {self.recipe[i] for i in self.direct[1]}
         first = {k: j for j, k in reversed(list(enumerate(self.layout))) if k in changed}
         return tuple(arguments[j] for j in first.values())
 
@@ -938,14 +938,21 @@ class _Plan:
             source = grads if bound else flats
             if chunk.arguments is None:
                 arguments = graph.arguments(self._rows(chunk, source, not bound), chunk.values, shared)
-                if isinstance(arguments, list):
-                    # Kept for the next steps without the gradients, with where each row's goes.
-                    position = {id(source[r]): r for r in range(chunk.start, min(chunk.end, self.count))}
+                position = {id(source[r]): r for r in range(chunk.start, min(chunk.end, self.count))}
+                # Kept for the next steps without the gradients, with where each row's goes (found
+                # by identity: not where two parameters were given one gradient tensor).
+                if isinstance(arguments, list) and len(position) == min(chunk.end, self.count) - chunk.start:
                     chunk.grad_slots = [(j, position[id(a)]) for j, a in enumerate(arguments) if id(a) in position]
                     chunk.arguments = list(arguments)
                     for j, _ in chunk.grad_slots:
                         chunk.arguments[j] = None
                     self.written = None
+                elif isinstance(arguments, list):  # prepared anew each step: its writes counted here
+                    written = graph.written(arguments)
+                    graph(arguments)
+                    if written:
+                        torch.autograd.graph.increment_version(written)
+                    continue
             else:
                 arguments = chunk.arguments.copy()
                 for j, r in chunk.grad_slots:
