@@ -304,7 +304,7 @@ def main() -> None:
             if ours and reference:
                 middle, low, high = median_interval(paired)
                 print(
-                    f"goal 1, {model}: optlib fused NesterovAdamW / torch fused AdamW = {ours / reference:.2f} "
+                    f"goal 1, {model}: optlib fused NesterovAdamW / torch fused AdamW = {ours / reference:.3f} "
                     f"(goal <= 1.00: {'met' if ours <= reference else 'not met'}); round by round: median "
                     f"{middle:.3f}, 95% CI {low:.3f} to {high:.3f} over {len(paired)} rounds in {args.trials} trials"
                 )

@@ -69,7 +69,7 @@ def test_the_script_prints_the_table_and_the_goal(step_time, monkeypatch, capsys
     row = next(line for line in out.splitlines() if line.startswith("NesterovAdamW"))
     assert len(re.findall(r"\d+\.\d", row)) == 7, row  # the limit and six paths, in ms
     goal = re.search(
-        r"goal 1, 100K: .* = (\d\.\d\d) .*median (\d\.\d+), 95% CI (\d\.\d+) to (\d\.\d+) over 6 rounds in 2 trials",
+        r"goal 1, 100K: .* = (\d\.\d{3}) .*median (\d\.\d+), 95% CI (\d\.\d+) to (\d\.\d+) over 6 rounds in 2 trials",
         out,
     )
     assert goal, out
