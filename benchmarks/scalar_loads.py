@@ -9,12 +9,14 @@ C++ loop then reads each such scalar from memory in every iteration: the loop's
 vector stores may alias any memory, so the compiler cannot keep the scalar in a
 register. A constant is compiled into the loop instead. This script compiles the
 update of optlib's NesterovAdamW over one tensor with 0, 1, 3 and 7 of its seven
-scalars passed as tensors (the rest as constants) and times each beside
+scalars passed as tensors (the rest as constants), and with all seven in one
+tensor (as optlib passes them), and times each beside
 ``torch._fused_adamw_`` on tensors of the same size, in shuffled rounds. On the
 course's 2-core CPU (AMD EPYC, AVX-512) with one thread, the first scalars cost the
-most: 0 of them 1.00x torch's kernel, 1 of them 1.03x, 3 of them 1.06x, all 7 1.07x.
-With two threads memory is the bottleneck and every variant ran within 1.5 % of
-torch's. This is where the fused step's remaining gap to torch's hand-written kernel
+most: 0 of them 0.99-1.01x torch's kernel, 1 of them 1.02-1.03x, 3 of them 1.05x,
+all 7 1.05-1.06x, and all 7 in one tensor 1.01-1.05x (three runs; the machine is
+shared). With two threads memory is the bottleneck and every variant ran within
+1.5 % of torch's. This is where the fused step's remaining gap to torch's hand-written kernel
 comes from on one thread; the scalars cannot become constants without recompiling
 whenever the learning rate changes.
 """
@@ -61,6 +63,17 @@ def variant(tensor_names: tuple[str, ...]):
     return lambda state: compiled(*state, *tensors)
 
 
+def variant_in_one_tensor():
+    """The update compiled with all seven scalars in one 1-D tensor, as optlib's fused step passes them."""
+
+    def step(p, g, m, v, packed):
+        update(p, g, m, v, {k: packed[j] for j, k in enumerate(SCALARS)})
+
+    compiled = torch.compile(step, options=dict(_INDUCTOR_OPTIONS), dynamic=False, fullgraph=True)
+    packed = torch.tensor(list(SCALARS.values()))
+    return lambda state: compiled(*state, packed)
+
+
 def fresh_state(n: int) -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     return [
@@ -95,6 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 def _run(args: argparse.Namespace) -> dict[str, float]:
     paths = {f"{k} of 7 scalars as tensors": variant(names) for k, names in AS_TENSORS.items()}
+    paths["7 scalars in one tensor"] = variant_in_one_tensor()
     step = torch.tensor(10.0)
     paths["torch._fused_adamw_"] = lambda state: torch_fused(state, step)
     states = {name: fresh_state(args.elements) for name in paths}

@@ -169,9 +169,9 @@ def fused_scalars(like: Tensor, cache: dict | None = None, **values: float) -> d
     The scalars of a step share one small tensor, and each is a 0-dim tensor over its
     element. Inductor's C++ loop reads every such scalar from memory in every iteration
     (its vector stores may alias any memory), and scalars spread over several cache lines
-    cost more than scalars in one: on one thread, a NesterovAdamW update with its seven
-    scalars in seven tensors took 1.08x torch's fused kernel, with the seven in one tensor
-    1.02x (``benchmarks/scalar_loads.py`` shows the cost).
+    cost more than scalars in one: in three runs on one thread, a NesterovAdamW update
+    with its seven scalars in seven tensors took 1.05-1.06x torch's fused kernel, with the
+    seven in one tensor 1.01-1.05x (``benchmarks/scalar_loads.py`` prints both).
 
     With a ``cache`` (the optimizer's plans), the tensor is kept per bucket (``like`` is its
     first parameter) and a changed value is written into it, so that a learning-rate
