@@ -116,8 +116,8 @@ class BandwidthProbe:
         self.step = (lambda: a.addcmul_(b, c, value=1e-6)) if in_place else (lambda: torch.add(b, c, alpha=0.5, out=a))
 
 
-# Each probe's key among the rounds' entries, and the bytes it moves per element.
-PROBES = {("probe", "triad a = b + s*c"): 3 * FLOAT32, ("probe", "in place a += b*c"): 4 * FLOAT32}
+# Each probe's key among the rounds' entries: whether it runs in place, and the bytes it moves per element.
+PROBES = {("probe", "triad a = b + s*c"): (False, 3 * FLOAT32), ("probe", "in place a += b*c"): (True, 4 * FLOAT32)}
 
 
 def _load_note(when: str) -> str:
@@ -155,7 +155,7 @@ def make_optimizers(opt_name: str, ref_name: str, kwargs: dict, shapes, device) 
     if reference_key(ref_name, kwargs) == REFERENCE:
         optimizers[REFERENCE] = torch.optim.AdamW(copy(), **ADAMW_OPTIONS, fused=True)
     n = sum(v.numel() for v in values)
-    optimizers.update({key: BandwidthProbe(key[1].startswith("in place"), n, device) for key in PROBES})
+    optimizers.update({key: BandwidthProbe(in_place, n, device) for key, (in_place, _) in PROBES.items()})
     return optimizers
 
 
@@ -264,7 +264,7 @@ def main() -> None:
             # Per round, optlib's fused step over the reference's in the same round: a change
             # of machine load between rounds then cancels.
             times["paired"] = [a / b for a, b in zip(ours, reference)] if ours and reference else None
-            probes = {key[1]: per_element * n / times[key] for key, per_element in PROBES.items()}
+            probes = {key[1]: per_element * n / times[key] for key, (_, per_element) in PROBES.items()}
             bandwidth = max(probes.values())
             results[label] = (times, first, tensors * FLOAT32 * n / bandwidth, tensors, ref_name, probes)
         print(

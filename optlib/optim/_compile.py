@@ -189,10 +189,9 @@ def fused_scalars(like: Tensor, cache: dict | None = None, **values: float) -> d
         if cache is not None:
             _remember(cache, key, held)
     elif held[3] != numbers:
-        _, packed, _, old = held
-        for j, (new, was) in enumerate(zip(numbers, old)):
+        for scalar, new, was in zip(held[2].values(), numbers, held[3]):
             if new != was:
-                packed[j].fill_(new)
+                scalar.fill_(new)  # writes into the packed tensor
         held[3][:] = numbers
     return held[2]
 
@@ -370,6 +369,9 @@ class _Graph:
         self.kernel: Callable[..., None] | None = None
         self.layout: list[int] = []
         self.probed = False
+        # Where among a call's arguments are the tensors it writes, whose versions the caller
+        # counts (AOTAutograd's wrappers count them when there is no direct call).
+        self.writes: list[int] = [] if direct is None else list(direct[1])
 
     def bind(self, rows: list, per_param: dict, shared: dict) -> None:
         """Call the kernel itself from now on, where :func:`_bind_kernel` can prove it safe."""
@@ -378,6 +380,10 @@ class _Graph:
             binding = _bind_kernel(self.direct[0], self.recipe, rows, per_param, shared)
             if binding is not None:
                 self.kernel, self.layout = binding
+                # Each input the graph writes, at its first place among the kernel's arguments.
+                changed = {self.recipe[i] for i in self.direct[1]}
+                first = {k: j for j, k in reversed(list(enumerate(self.layout))) if k in changed}
+                self.writes = list(first.values())
 
     def arguments(self, rows: list, per_param: dict, shared: dict) -> list:
         """The call's arguments; a bound kernel takes the tensors as they are (rows of any
@@ -398,13 +404,7 @@ class _Graph:
     def written(self, arguments: list) -> tuple:
         """The arguments a direct call writes, whose versions the caller counts (the wrappers
         count them on the other path)."""
-        if self.direct is None:
-            return ()
-        if self.kernel is None:
-            return tuple(arguments[i] for i in self.direct[1])
-        changed = {self.recipe[i] for i in self.direct[1]}
-        first = {k: j for j, k in reversed(list(enumerate(self.layout))) if k in changed}
-        return tuple(arguments[j] for j in first.values())
+        return tuple(arguments[j] for j in self.writes)
 
 
 def _bind_kernel(
