@@ -37,6 +37,14 @@ def test_median_interval_is_the_order_statistics_that_cover_the_median(step_time
     assert step_time.median_interval([3.0, 1.0, 2.0, 5.0, 4.0]) == (3.0, 1.0, 5.0)
 
 
+def test_goal_1_is_met_only_by_a_ratio_of_at_most_one_and_says_what_the_interval_shows(step_time):
+    assert step_time.goal_1_verdict(0.99, 0.95) == "met"
+    assert step_time.goal_1_verdict(1.0, 1.01) == "met"
+    assert step_time.goal_1_verdict(1.004, 0.99).startswith("not met by the medians, but level")
+    assert step_time.goal_1_verdict(1.004, 1.0).startswith("not met by the medians, but level")
+    assert step_time.goal_1_verdict(1.02, 1.01).startswith("not met: slower")
+
+
 def test_the_script_prints_the_table_and_the_goal(step_time, monkeypatch, capsys):
     monkeypatch.setattr(
         sys,
@@ -74,6 +82,11 @@ def test_the_script_prints_the_table_and_the_goal(step_time, monkeypatch, capsys
     )
     assert goal, out
     middle, low, high = map(float, goal.groups()[1:])
+    assert low <= middle <= high
+    # What noise alone does to a ratio: torch's kernel against a copy of itself, same rounds.
+    noise = re.search(r"noise, +100K: .* median (\d\.\d+), 95% CI (\d\.\d+) to (\d\.\d+)", out)
+    assert noise, out
+    middle, low, high = map(float, noise.groups())
     assert low <= middle <= high
     assert "compile seconds of each fused kernel variant" in out
 
