@@ -363,6 +363,21 @@ class GradientDescent(SGD):
     momentum, Nesterov and weight-decay options and the references
     (Robbins & Monro 1951; Polyak 1964; Nesterov 1983; Sutskever et al. 2013).
 
+    Example: :math:`f(w) = (w - 3)^2` has :math:`\nabla f = 2(w - 3)`, so with
+    :math:`\eta = 0.25` each step halves the distance to the minimum::
+
+        >>> import torch, optlib
+        >>> w = torch.nn.Parameter(torch.tensor(1.0))
+        >>> opt = optlib.GradientDescent([w], lr=0.25)
+        >>> for _ in range(3):
+        ...     opt.zero_grad()
+        ...     ((w - 3) ** 2).backward()
+        ...     opt.step()
+        ...     print(w.item())
+        2.0
+        2.5
+        2.75
+
     Non-finite gradients: a NaN or Inf gradient propagates into the parameters, as
     in :class:`SGD`; ``optlib.train`` stops when the loss is not finite.
     """
