@@ -1,19 +1,27 @@
 """What every optlib optimizer shares: argument checks and the choice of update path.
 
-Each optimizer in this package has two implementations of the same update rule:
+Each optimizer in this package implements its update rule up to three times:
 
 * a *single-tensor* path, a plain loop over parameters that reads like the maths
-  in the chapters, and
+  in the chapters;
 * a *multi-tensor* path built on ``torch._foreach_*`` ops, which launches one
-  kernel for a whole list of tensors instead of one per parameter.
+  kernel for a whole list of tensors instead of one per parameter;
+* for SGD, Adagrad and the Adam family, a *fused* path (``fused=True``): the update
+  of one parameter compiled by ``torch.compile`` into one kernel over many
+  parameters, which reads and writes each number once (:mod:`optlib.optim._compile`).
 
 ``foreach=None`` picks the multi-tensor path when every parameter lives on a
 CUDA device, as ``torch.optim`` does, because that is where kernel-launch
-overhead dominates; on the CPU the loop is what a reader sees and is as fast.
+overhead dominates; on the CPU it picks the loop, which is what a reader sees.
+Neither is the fastest on a CPU: the step is memory-bound, and the loop and
+foreach paths read and write the same tensors once per operation, so the fused
+path, which is never chosen by default (as in torch.optim), is several times
+faster there (``benchmarks/step_time.py``).
 
 :class:`CourseOptimizer` holds the mechanics the optimizers share (the closure,
-the choice of path, old state_dicts), so that each optimizer's file holds only
-what is its own: its checks, its state and its two update functions.
+the per-parameter loop, the choice of path, old state_dicts), so that each
+optimizer's file holds only what is its own: its checks, its state and its
+update functions.
 """
 
 from __future__ import annotations
