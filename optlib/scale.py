@@ -42,6 +42,7 @@ __all__ = [
     "Method",
     "OperatorTraffic",
     "Precision",
+    "StepTimer",
     "count_state_tensors",
     "measure_bandwidth",
     "measure_peak_flops",
@@ -222,18 +223,72 @@ class OperatorTraffic(TorchDispatchMode):
         return out
 
 
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _timed(fn, device: torch.device, repeats: int) -> list[float]:
     fn()  # warm-up: page in the memory, load the kernels
     times = []
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        _synchronize(device)
         start = time.perf_counter()
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        _synchronize(device)
         times.append(time.perf_counter() - start)
     return times
+
+
+class StepTimer:
+    """The seconds of every ``optimizer.step()``, recorded through torch.optim's step hooks.
+
+    Attach one to an optimizer and train as usual: the share of a training step that
+    the optimizer takes is then ``total / training time``, whatever loop drives it. On
+    CUDA each hook synchronises the device first, so that a step's time is its kernels'
+    and not only their launch (the synchronisation slows the training a little).
+
+    Example::
+
+        >>> import torch, optlib
+        >>> w = torch.nn.Parameter(torch.ones(3))
+        >>> opt = optlib.AdamW([w], lr=0.1)
+        >>> timer = StepTimer(opt)
+        >>> for _ in range(4):
+        ...     (w**2).sum().backward()
+        ...     opt.step()
+        >>> len(timer.seconds), timer.total > 0
+        (4, True)
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"Invalid optimizer: a torch.optim.Optimizer is required, got {type(optimizer).__name__}")
+        self.seconds: list[float] = []
+        self._device = optimizer.param_groups[0]["params"][0].device
+        self._start: float | None = None
+        self._handles = [
+            optimizer.register_step_pre_hook(self._begin),
+            optimizer.register_step_post_hook(self._end),
+        ]
+
+    def _begin(self, optimizer, args, kwargs) -> None:
+        _synchronize(self._device)
+        self._start = time.perf_counter()
+
+    def _end(self, optimizer, args, kwargs) -> None:
+        _synchronize(self._device)
+        self.seconds.append(time.perf_counter() - self._start)
+
+    @property
+    def total(self) -> float:
+        """Seconds of all the steps recorded so far."""
+        return sum(self.seconds)
+
+    def remove(self) -> None:
+        """Stop recording (the seconds recorded so far stay)."""
+        for handle in self._handles:
+            handle.remove()
 
 
 def measure_bandwidth(n_elements: int = 1 << 25, repeats: int = 9, device: str | torch.device = "cpu") -> float:

@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = [f"optlib.optim.{name}" for name in ("sgd", "adagrad", "rmsprop", "adam", "adamw", "nadam", "nesterov_adamw")]
-MODULES += ["optlib.schedules"]
+MODULES += ["optlib.schedules", "optlib.scale"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import torch
@@ -185,3 +186,27 @@ def test_operator_traffic_of_sgd_and_of_torchs_fused_adamw():
     fused = per_param(lambda ps: torch.optim.AdamW(ps, fused=True))
     assert fused == pytest.approx(scale.step_bytes_per_param("AdamW") + 4, abs=0.1)  # + step counters
     assert per_param(lambda ps: torch.optim.AdamW(ps, foreach=False)) > 2 * fused
+
+
+def test_step_timer_records_each_step_of_a_training_run_and_only_the_step():
+    model = optlib.MLP(8, hidden=(16,), out_features=3, seed=0)
+    data = optlib.make_classification(n_samples=200, n_features=8, n_classes=3, seed=0)
+    optimizer = optlib.AdamW(model.parameters(), lr=1e-2)
+    timer = scale.StepTimer(optimizer)
+    # 5 ms inside every step (a hook that runs after the timer's start), 3 ms in every loss
+    # evaluation outside it: the timer must count the first and not the second.
+    optimizer.register_step_pre_hook(lambda *_: time.sleep(0.005))
+
+    def slow_loss(output, target):
+        time.sleep(0.003)
+        return torch.nn.functional.cross_entropy(output, target)
+
+    history = optlib.train(model, optimizer, data, epochs=2, batch_size=50, loss_fn=slow_loss, progress=False)
+    assert len(timer.seconds) == history.n_steps == 8
+    assert all(s >= 0.005 for s in timer.seconds)
+    assert timer.total + 0.003 * history.n_steps <= history.epochs["time"][-1]
+    timer.remove()
+    optimizer.step()
+    assert len(timer.seconds) == history.n_steps, "a removed timer still records"
+    with pytest.raises(TypeError, match="optimizer"):
+        scale.StepTimer(model)
