@@ -34,6 +34,7 @@ import torch
 from optim_harness import (
     DTYPES,
     assert_foreach_matches_single,
+    assert_params_close,
     assert_state_dict_roundtrip,
     run,
 )
@@ -94,6 +95,21 @@ FIRST_OF_EACH = [next(i for i, (n, _) in enumerate(CASES) if n == name) for name
 @pytest.mark.parametrize("name,kwargs", [CASES[i] for i in FIRST_OF_EACH], ids=[IDS[i] for i in FIRST_OF_EACH])
 def test_fused_state_dict_roundtrip(name, kwargs):
     assert_state_dict_roundtrip(getattr(optlib, name), {**kwargs, "fused": True}, steps=10, via_bytes=True)
+
+
+# Where the suite runs on a CPU this is skipped; on a GPU machine it is the only check of the
+# Triton kernels Inductor writes for the fused path.
+FUSED_DEVICE = "cuda"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the fused path's CUDA kernels need a GPU")
+@pytest.mark.parametrize("name,kwargs", [CASES[i] for i in FIRST_OF_EACH], ids=[IDS[i] for i in FIRST_OF_EACH])
+def test_fused_on_cuda_matches_the_loop_on_the_cpu(name, kwargs):
+    cls = getattr(optlib, name)
+    loop, _, _ = run(cls, {**kwargs, "foreach": False}, 20)
+    fused, optimizer, _ = run(cls, {**kwargs, "fused": True}, 20, device=FUSED_DEVICE)
+    assert all(p.device.type == FUSED_DEVICE for p in fused)
+    assert_params_close([p.cpu() for p in fused], loop, f"{name} fused on {FUSED_DEVICE} vs the loop on the CPU")
 
 
 def test_a_scheduler_changes_lr_without_recompiling():
