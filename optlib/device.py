@@ -19,7 +19,15 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["pick_device", "experiment_size", "describe_device", "device_label", "seed_everything", "SIZES"]
+__all__ = [
+    "pick_device",
+    "experiment_size",
+    "describe_device",
+    "device_label",
+    "seed_everything",
+    "synchronize",
+    "SIZES",
+]
 
 SIZES = ("tiny", "quick", "full")
 
@@ -60,6 +68,15 @@ def _device_name(device: torch.device) -> str:
     if device.type == "mps":
         return "Apple GPU (MPS)"
     return "CPU"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait until ``device`` has finished the work queued on it (a no-op on the CPU), so that a
+    timer read next measures the work, not only its launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def device_label(device: torch.device | str | None = None) -> str:

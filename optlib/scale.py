@@ -35,6 +35,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from .device import synchronize
+
 __all__ = [
     "METHODS",
     "PRECISIONS",
@@ -223,19 +225,14 @@ class OperatorTraffic(TorchDispatchMode):
         return out
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _timed(fn, device: torch.device, repeats: int) -> list[float]:
     fn()  # warm-up: page in the memory, load the kernels
     times = []
     for _ in range(repeats):
-        _synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         fn()
-        _synchronize(device)
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return times
 
@@ -245,7 +242,7 @@ class StepTimer:
 
     Attach one to an optimizer and train as usual: the share of a training step that
     the optimizer takes is then ``total / training time``, whatever loop drives it. On
-    CUDA each hook synchronises the device first, so that a step's time is its kernels'
+    a GPU each hook synchronises the device first, so that a step's time is its kernels'
     and not only their launch (the synchronisation slows the training a little).
 
     Example::
@@ -273,17 +270,29 @@ class StepTimer:
         ]
 
     def _begin(self, optimizer, args, kwargs) -> None:
-        _synchronize(self._device)
+        synchronize(self._device)
         self._start = time.perf_counter()
 
     def _end(self, optimizer, args, kwargs) -> None:
-        _synchronize(self._device)
+        synchronize(self._device)
         self.seconds.append(time.perf_counter() - self._start)
 
     @property
     def total(self) -> float:
         """Seconds of all the steps recorded so far."""
         return sum(self.seconds)
+
+    def per_step_ms(self, training_seconds: float) -> tuple[float, float]:
+        """Mean milliseconds per step of the optimizer, and of everything else in ``training_seconds``
+        (the training time of the recorded steps, such as ``history.epochs["time"][-1]``).
+
+        The optimizer's mean leaves out the first step, which creates the state (and, on a
+        compiled path, may compile its kernel); the rest is spread over every step.
+        """
+        steps = len(self.seconds)
+        if steps < 2:
+            raise ValueError(f"Invalid timer: per_step_ms needs at least 2 recorded steps, got {steps}")
+        return 1e3 * (self.total - self.seconds[0]) / (steps - 1), 1e3 * (training_seconds - self.total) / steps
 
     def remove(self) -> None:
         """Stop recording (the seconds recorded so far stay)."""

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .data import DataSplits, TextData, batches
-from .device import pick_device
+from .device import pick_device, synchronize
 from .results import _jsonable
 
 __all__ = ["History", "TrainingDiverged", "train", "train_language_model", "evaluate", "DIVERGENCE_FACTOR"]
@@ -218,13 +218,6 @@ def _logits(output):
     return output[0] if isinstance(output, tuple) else output
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, X: Tensor, y: Tensor, loss_fn: Callable | None = None, batch_size: int = 4096) -> dict:
     """Mean loss over ``(X, y)`` and, for integer labels, accuracy, with the model in eval mode.
@@ -294,7 +287,7 @@ class _Run:
         self.last_lr = _current_lr(optimizer)
         self.train_seconds = 0.0
         self.bar = tqdm(total=total_steps, desc=desc, disable=not progress, leave=leave, unit="step")
-        _synchronize(device)
+        synchronize(device)
         self.started = time.perf_counter()
 
     def optimizer_step(self, compute_loss: Callable[[], Tensor]) -> bool:
@@ -359,7 +352,7 @@ class _Run:
 
     def record(self, metrics: dict) -> None:
         """Evaluate-time record: ``metrics`` come from a callable run with the clock stopped."""
-        _synchronize(self.device)
+        synchronize(self.device)
         now = time.perf_counter()
         self.train_seconds += now - self.started
         values = {
@@ -373,7 +366,7 @@ class _Run:
         for key, value in values.items():
             self.history.epochs.setdefault(key, []).append(float(value))
         self.window = []
-        _synchronize(self.device)
+        synchronize(self.device)
         self.started = time.perf_counter()
 
     def close(self) -> None:

@@ -107,7 +107,7 @@ FUSED_DEVICE = "cuda"
 def test_fused_on_cuda_matches_the_loop_on_the_cpu(name, kwargs):
     cls = getattr(optlib, name)
     loop, _, _ = run(cls, {**kwargs, "foreach": False}, 20)
-    fused, optimizer, _ = run(cls, {**kwargs, "fused": True}, 20, device=FUSED_DEVICE)
+    fused, _, _ = run(cls, {**kwargs, "fused": True}, 20, device=FUSED_DEVICE)
     assert all(p.device.type == FUSED_DEVICE for p in fused)
     assert_params_close([p.cpu() for p in fused], loop, f"{name} fused on {FUSED_DEVICE} vs the loop on the CPU")
 

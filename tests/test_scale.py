@@ -205,8 +205,14 @@ def test_step_timer_records_each_step_of_a_training_run_and_only_the_step():
     assert len(timer.seconds) == history.n_steps == 8
     assert all(s >= 0.005 for s in timer.seconds)
     assert timer.total + 0.003 * history.n_steps <= history.epochs["time"][-1]
+    optimizer_ms, rest_ms = timer.per_step_ms(history.epochs["time"][-1])
+    assert optimizer_ms == pytest.approx(1e3 * sum(timer.seconds[1:]) / 7)  # the first step left out
+    assert optimizer_ms >= 5 and rest_ms >= 3
+    assert rest_ms == pytest.approx(1e3 * (history.epochs["time"][-1] - timer.total) / 8)
     timer.remove()
     optimizer.step()
     assert len(timer.seconds) == history.n_steps, "a removed timer still records"
     with pytest.raises(TypeError, match="optimizer"):
         scale.StepTimer(model)
+    with pytest.raises(ValueError, match="at least 2 recorded steps"):
+        scale.StepTimer(optimizer).per_step_ms(1.0)
