@@ -11,6 +11,7 @@ import re
 import pytest
 import torch
 
+import optlib
 from optlib.data import load_digits
 from optlib.distributed import (
     DEMO_HYPERPARAMETERS,
@@ -185,3 +186,65 @@ def test_sharding_demo_refuses_the_single_strategy():
         ValueError, match=r"Invalid strategy: 'single'; strategy must be one of \['ddp', 'zero1', 'fsdp'\]"
     ):
         sharding_demo("single")
+
+
+@pytest.fixture
+def one_rank_mesh(tmp_path):
+    """A process group of this process alone (gloo, on the loopback interface) and its device mesh."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+
+    from optlib.distributed import _keep_gloo_on_loopback
+
+    _keep_gloo_on_loopback()
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        yield init_device_mesh("cpu", (1,))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fused_step_on_dtensors_keeps_its_plan_until_a_shard_is_replaced(one_rank_mesh, monkeypatch):
+    """Under FSDP2 the parameters, their state and their gradients are DTensors, and each
+    gradient's shard is a view into the reduce-scatter's one flat buffer. The fused path
+    updates the local shards and must keep what it prepared (the plan, the direct calls)
+    from step to step, as for plain tensors, rather than prepare it all again each step; but
+    not past the moment FSDP2 gives a parameter a new local shard (when the model is moved
+    or loaded with assign=True): then the step must update the new shard."""
+    from torch.distributed.tensor import DTensor, Shard, distribute_tensor
+
+    from optlib.optim import _compile
+
+    built = []
+    init = _compile._Plan.__init__
+    monkeypatch.setattr(_compile._Plan, "__init__", lambda self, *a, **k: (built.append(1), init(self, *a, **k))[1])
+    torch.manual_seed(0)
+    start = [torch.randn(s) for s in [(12, 5), (12,), (8, 3)]]
+    sharded = [torch.nn.Parameter(distribute_tensor(t.clone(), one_rank_mesh, [Shard(0)])) for t in start]
+    loop = [torch.nn.Parameter(t.clone()) for t in start]
+    opt_sharded = optlib.AdamW(sharded, lr=0.01, weight_decay=0.1, fused=True)
+    opt_loop = optlib.AdamW(loop, lr=0.01, weight_decay=0.1, foreach=False)
+
+    def step_both(step):
+        grads = [torch.sin(3 * p.detach() + step) for p in loop]
+        flat = torch.cat([torch.zeros(1), *(g.flatten() for g in grads)])  # one buffer, as FSDP2's
+        offset = 1
+        for p, g in zip(sharded, grads):
+            shard = flat[offset : offset + g.numel()].view(g.shape)
+            p.grad = DTensor.from_local(shard, one_rank_mesh, [Shard(0)], run_check=False)
+            offset += g.numel()
+        for p, g in zip(loop, grads):
+            p.grad = g
+        opt_sharded.step()
+        opt_loop.step()
+
+    for step in range(4):
+        step_both(step)
+    assert len(built) == 1, "the fused path prepared the same DTensors anew"
+    plans = [plan for plan in opt_sharded._plans.values() if isinstance(plan, _compile._Plan)]
+    assert all(isinstance(chunk.graph, _compile._Graph) for plan in plans for chunk in plan.chunks)
+    sharded[0]._local_tensor = sharded[0]._local_tensor.clone()  # what FSDP2's reset_sharded_param does
+    step_both(4)
+    assert len(built) == 2, "a replaced shard did not make the fused path prepare again"
+    for a, b in zip(sharded, loop):
+        torch.testing.assert_close(a.detach().full_tensor(), b.detach())

@@ -411,3 +411,44 @@ def test_a_model_of_other_sizes_does_not_compile_again():
     graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     train([(5, 40), (40,), (3, 3, 3), (17,), (2, 50), (50,), (8, 8, 2), (64,), (9,), (11, 13)])
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs, "other sizes compiled a new graph"
+
+
+@pytest.mark.parametrize("called", ["the kernel", "Inductor's call"])
+def test_gradients_inside_one_flat_buffer_take_the_direct_path(monkeypatch, called):
+    """Gradients that are views into one flat buffer (DDP's bucket views, FSDP2's reduce-scatter
+    output) start inside their storage: Dynamo then makes each storage offset an input of
+    the graph. The graph must still be called directly, the C++ kernel (with pointers) or
+    Inductor's call (as on CUDA, with the offsets of each step's gradients: here they move
+    between steps), and follow the loop."""
+    from optlib.optim import adam
+
+    monkeypatch.setattr(adam._adam_fused_kernel, "_graphs", {})  # compiled for these gradients
+    if called == "Inductor's call":
+        monkeypatch.setattr(_compile, "_bind_kernel", lambda *args: None)
+    torch.manual_seed(0)
+    shapes = [(6, 5), (9,), (4, 4)]
+    fused = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    loop = [torch.nn.Parameter(p.detach().clone()) for p in fused]
+    opt_fused = optlib.NesterovAdamW(fused, lr=0.01, weight_decay=0.1, fused=True)
+    opt_loop = optlib.NesterovAdamW(loop, lr=0.01, weight_decay=0.1, foreach=False)
+    for step in range(5):
+        grads = [torch.cos(p.detach() + step) for p in loop]
+        order = list(range(len(grads)))[:: 1 if step % 2 else -1]  # the offsets change from step to step
+        flat = torch.cat([torch.zeros(3), *(grads[i].flatten() for i in order)])
+        start, views = 3, {}
+        for i in order:
+            views[i] = flat[start : start + grads[i].numel()].view(grads[i].shape)
+            start += grads[i].numel()
+        for i, p in enumerate(fused):
+            p.grad = views[i]
+        assert all(p.grad.storage_offset() > 0 for p in fused)
+        opt_fused.step()
+        for p, g in zip(loop, grads):
+            p.grad = g
+        opt_loop.step()
+    graphs = _graphs_of(opt_fused)
+    assert graphs and all(isinstance(g, _compile._Graph) and g.direct is not None for g in graphs)
+    assert all((g.kernel is not None) == (called == "the kernel") for g in graphs)
+    assert any(isinstance(k, _compile._Offset) for g in graphs for k in g.recipe), "no storage offset was an input"
+    for a, b in zip(fused, loop):
+        torch.testing.assert_close(a, b)

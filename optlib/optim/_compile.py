@@ -308,6 +308,13 @@ def _local(t: Tensor | None) -> Tensor | None:
     return t
 
 
+def _shard_of(t: Tensor | None) -> Tensor | None:
+    """The tensor object behind a DTensor's local shard (the same object from step to step
+    while the shard stays), any other tensor unchanged; ``to_local`` returns a new view of
+    it each call for a DTensor parameter."""
+    return getattr(t, "_local_tensor", t)
+
+
 def _flat(row: tuple[Tensor | None, ...]) -> tuple[Tensor | None, ...] | None:
     """One parameter's tensors as 1-D tensors over their memory, or None where that is impossible.
 
@@ -354,6 +361,19 @@ def _inputs(rows: list, per_param: dict, shared: dict) -> list:
     return flat
 
 
+class _Offset(int):
+    """A recipe entry (see :class:`_KeepGraph`): the storage offset of input k, which Dynamo
+    makes an input of its own when a tensor starts inside its storage (a gradient that is a
+    view into one flat buffer, as FSDP2's reduce-scatter and DDP's bucket views leave it)."""
+
+
+def _argument(inputs: list, k: int):
+    """Recipe entry k's value among a chunk's inputs: a tensor (k >= 0), its size (~k) or its storage offset."""
+    if isinstance(k, _Offset):
+        return inputs[int(k)].storage_offset()
+    return inputs[k] if k >= 0 else inputs[~k].shape[0]
+
+
 class _Graph:
     """A compiled graph, called with its arguments in the order Inductor takes them.
 
@@ -365,6 +385,9 @@ class _Graph:
     def __init__(self, compiled: Callable[..., None], recipe: list[int], direct=None) -> None:
         self.compiled = compiled
         self.recipe = recipe
+        # Arguments that change with each step's gradients, beyond the gradients themselves:
+        # a direct call takes the storage offsets too (a bound kernel takes pointers).
+        self.offsets = any(isinstance(k, _Offset) for k in recipe)
         self.direct = direct
         self.kernel: Callable[..., None] | None = None
         self.layout: list[int] = []
@@ -391,7 +414,7 @@ class _Graph:
         inputs = _inputs(rows, per_param, shared)
         if self.kernel is not None:
             return [inputs[k] if k >= 0 else inputs[~k].numel() for k in self.layout]
-        return [inputs[k] if k >= 0 else inputs[~k].shape[0] for k in self.recipe]
+        return [_argument(inputs, k) for k in self.recipe]
 
     def __call__(self, arguments: list) -> None:
         if self.kernel is not None:
@@ -449,7 +472,7 @@ def _bind_kernel(
         calls = []
         namespace[name] = lambda *args, seen=calls: (seen.append(args), kernel(*args))[1]
         try:
-            call([probe[k] if k >= 0 else probe[~k].shape[0] for k in recipe])
+            call([_argument(probe, k) for k in recipe])
         finally:
             namespace[name] = kernel
         if len(calls) != 1:
@@ -566,7 +589,8 @@ class _KeepGraph:
         return compiled
 
     def _recipe(self, gm: torch.fx.GraphModule, example_inputs: list) -> list[int] | None:
-        """For each graph input, its index in :func:`_inputs` (k), or ~k for the size of tensor k."""
+        """For each graph input, its index in :func:`_inputs` (k), ~k for the size of tensor k,
+        or ``_Offset(k)`` for its storage offset."""
         position = {id(t): k for k, t in enumerate(_inputs(*self._chunk))}
         placeholders = [node for node in gm.graph.nodes if node.op == "placeholder"]
         if len(placeholders) != len(example_inputs):
@@ -584,7 +608,7 @@ class _KeepGraph:
         for i, node in enumerate(placeholders):
             if recipe[i] is not None:
                 continue
-            # The size is the next tensor's only dimension: check it symbolically.
+            # The next tensor's only dimension or its storage offset: check it symbolically.
             following = next((j for j in range(i + 1, len(recipe)) if isinstance(example_inputs[j], Tensor)), None)
             if following is None:
                 return None
@@ -592,9 +616,12 @@ class _KeepGraph:
             size = node.meta.get("example_value")
             if fake is None or fake.dim() != 1 or not isinstance(size, torch.SymInt):
                 return None
-            if not isinstance(fake.shape[0], torch.SymInt) or fake.shape[0].node.expr != size.node.expr:
+            if isinstance(fake.shape[0], torch.SymInt) and fake.shape[0].node.expr == size.node.expr:
+                recipe[i] = ~recipe[following]
+            elif isinstance(fake.storage_offset(), torch.SymInt) and fake.storage_offset().node.expr == size.node.expr:
+                recipe[i] = _Offset(recipe[following])
+            else:
                 return None
-            recipe[i] = ~recipe[following]
         return recipe
 
 
@@ -743,6 +770,10 @@ class _Plan:
         # No DTensor exists unless torch.distributed.tensor was imported: no import here.
         dtensor = sys.modules.get("torch.distributed.tensor")
         self.sharded = dtensor is not None and any(isinstance(p, dtensor.DTensor) for p in params)
+        # A sharded plan holds views of each DTensor's local shard: it fits a later step only
+        # while the same shards stand behind the same DTensors (FSDP2 gives a parameter a new
+        # local tensor when it is moved or loaded with assign=True).
+        self.held_shards = [[_shard_of(t) for t in held] for held in self.held] if self.sharded else None
         self.eager: list[int] = []
         self.compiled: list[int] = []
         self.rows: list[tuple[Tensor | None, ...]] = []
@@ -768,10 +799,11 @@ class _Plan:
                 self.first_grads.append(row[1])
                 self.compiled.append(i)
         # What a later step's gradient must match to be flattened the same way.
-        self.layouts = [
-            (i, tensors[0][i].shape, tensors[0][i].dim() == 1, tensors[0][i].stride(), tensors[0][i].is_contiguous())
-            for i in self.compiled
-        ]
+        local_params = [_local(p) for p in params] if self.sharded else params
+        self.layouts = []
+        for i in self.compiled:
+            p = local_params[i]
+            self.layouts.append((i, p.shape, p.dim() == 1, p.stride(), p.is_contiguous()))
         self.written: tuple | None = None  # what the chunks' direct calls write, once known
         self.all_compiled = not self.eager
         self.count = len(self.rows)
@@ -845,12 +877,12 @@ class _Plan:
         """Whether this plan serves a call with these tensors and options."""
         held = [t for i, t in enumerate(tensors) if i != 1]
         return (
-            not self.sharded
-            and len(held) == len(self.held)
+            len(held) == len(self.held)
             and all(map(_same, held, self.held))
             and self.options == _options(per_param, shared)
             and self.grad_mode == torch.is_grad_enabled()
             and all(list(per_param[k]) == v for k, v in self.lists.items())
+            and (not self.sharded or all(_same([_shard_of(t) for t in h], h0) for h, h0 in zip(held, self.held_shards)))
         )
 
     def _checked_grads(self, grads: list) -> list[Tensor] | None:
@@ -881,7 +913,8 @@ class _Plan:
             self.rows[: self.count] = [(row[0], None, *row[2:]) for row in self.rows[: self.count]]
             self.first_grads = None
         else:
-            grads, flats = self._checked_grads(tensors[1]), None
+            grads = [_local(g) for g in tensors[1]] if self.sharded else tensors[1]
+            grads, flats = self._checked_grads(grads), None
             if grads is None:
                 return False
         self._run(tensors, per_param, shared, grads, flats)
@@ -941,7 +974,8 @@ class _Plan:
                 position = {id(source[r]): r for r in range(chunk.start, min(chunk.end, self.count))}
                 # Kept for the next steps without the gradients, with where each row's goes (found
                 # by identity: not where two parameters were given one gradient tensor).
-                if isinstance(arguments, list) and len(position) == min(chunk.end, self.count) - chunk.start:
+                keep = bound or not getattr(graph, "offsets", False)
+                if keep and isinstance(arguments, list) and len(position) == min(chunk.end, self.count) - chunk.start:
                     chunk.grad_slots = [(j, position[id(a)]) for j, a in enumerate(arguments) if id(a) in position]
                     chunk.arguments = list(arguments)
                     for j, _ in chunk.grad_slots:
