@@ -102,3 +102,21 @@ def test_scalar_loads_times_each_variant_beside_torchs_kernel(capsys):
     ]
     assert ratios["torch._fused_adamw_"] == 1.0 and all(r > 0 for r in ratios.values())
     assert len(re.findall(r"ms +\d+\.\d{3}x torch\._fused_adamw_", out)) == 6, out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a CUDA machine the script runs the checks themselves")
+def test_gpu_checks_script_refuses_clearly_without_a_gpu(tmp_path):
+    """benchmarks/gpu_checks.sh is the one command a lent GPU machine runs; where torch sees no
+    GPU it must stop at once, saying so, rather than run the suite or benchmark on the CPU."""
+    import subprocess
+
+    result = subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu_checks.sh")],
+        env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path), "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "sees no CUDA device here" in result.stderr
+    assert not any(tmp_path.iterdir()), "it wrote logs of checks it could not run"
