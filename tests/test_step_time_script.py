@@ -120,3 +120,19 @@ def test_gpu_checks_script_refuses_clearly_without_a_gpu(tmp_path):
     assert result.returncode == 1
     assert "sees no CUDA device here" in result.stderr
     assert not any(tmp_path.iterdir()), "it wrote logs of checks it could not run"
+
+
+def test_sharded_step_prints_each_strategy_and_path_beside_the_loop(capsys, monkeypatch):
+    """benchmarks/sharded_step.py times optimizer.step() under torch.distributed; on a tiny
+    model only the table's shape is checked (the times say nothing)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # spawned processes import the worker by name
+    import sharded_step
+
+    argv = ["--width", "8", "--depth", "2", "--steps", "3", "--strategies", "fsdp", "--paths", "loop", "fused"]
+    table = sharded_step.main(argv)
+    printed = capsys.readouterr().out
+    assert set(table) == {("fsdp", "loop"), ("fsdp", "fused")} and all(t > 0 for t in table.values())
+    assert "optlib.AdamW, 2 x Linear(8, 8) (144 parameters), 2 CPU processes" in printed
+    assert re.search(r"^strategy\s+loop\s+fused\s+fused / loop$", printed, flags=re.MULTILINE)
+    ratio = table[("fsdp", "fused")] / table[("fsdp", "loop")]
+    assert re.search(rf"^fsdp\s+[\d.]+\s+[\d.]+\s+{ratio:.2f}x$", printed, flags=re.MULTILINE)
