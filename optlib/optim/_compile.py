@@ -798,12 +798,12 @@ class _Plan:
                 self.originals.append((row[0], None, *row[2:]))
                 self.first_grads.append(row[1])
                 self.compiled.append(i)
-        # What a later step's gradient must match to be flattened the same way.
-        local_params = [_local(p) for p in params] if self.sharded else params
-        self.layouts = []
-        for i in self.compiled:
-            p = local_params[i]
-            self.layouts.append((i, p.shape, p.dim() == 1, p.stride(), p.is_contiguous()))
+        # What a later step's gradient must match to be flattened the same way (as the
+        # parameter each compiled row holds: a DTensor's local shard).
+        self.layouts = [
+            (i, p.shape, p.dim() == 1, p.stride(), p.is_contiguous())
+            for i, (p, *_) in zip(self.compiled, self.originals)
+        ]
         self.written: tuple | None = None  # what the chunks' direct calls write, once known
         self.all_compiled = not self.eager
         self.count = len(self.rows)
