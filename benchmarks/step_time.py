@@ -45,6 +45,7 @@ import torch
 # Time the optlib of this checkout, whatever copy may be installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import optlib  # noqa: E402
+from optlib.device import synchronize  # noqa: E402
 from optlib.optim._compile import compile_seconds  # noqa: E402
 
 FLOAT32 = 4
@@ -96,11 +97,6 @@ MODELS = {
     "1B": transformer_shapes(d=4096, layers=4, target=1_000_000_000),
 }
 CPU_MODELS = ["10M", "50M"]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class BandwidthProbe:
@@ -175,24 +171,24 @@ def time_steps(
     order shuffled by ``order``), and the first step's seconds."""
     first = {}
     for key, opt in optimizers.items():
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         opt.step()
-        _sync(device)
+        synchronize(device)
         first[key] = time.perf_counter() - start
         for _ in range(warmup):
             opt.step()
-    _sync(device)
+    synchronize(device)
     samples: dict = {key: [] for key in optimizers}
     keys = list(optimizers)
     for _ in range(repeats):
         order.shuffle(keys)
         for key in keys:
             opt = optimizers[key]
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
             opt.step()
-            _sync(device)
+            synchronize(device)
             samples[key].append(time.perf_counter() - start)
     return samples, first
 
