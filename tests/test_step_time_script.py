@@ -45,6 +45,46 @@ def test_goal_1_is_met_only_by_a_ratio_of_at_most_one_and_says_what_the_interval
     assert step_time.goal_1_verdict(1.02, 1.01).startswith("not met: slower")
 
 
+def test_every_path_steps_its_own_copy_of_the_parameters_and_gradients(step_time):
+    """On the CPU .to(device) returns the very tensor: without a copy every path updated one
+    shared set of parameters, and the copies' placements, which the trials vary, were one."""
+    import random
+
+    shapes = step_time.MODELS["100K"][:3]
+    optimizers = step_time.make_optimizers(
+        "AdamW", "AdamW", step_time.ADAMW_OPTIONS, shapes, torch.device("cpu"), random.Random(0)
+    )
+    tensors = [
+        t
+        for opt in optimizers.values()
+        if isinstance(opt, torch.optim.Optimizer)
+        for group in opt.param_groups
+        for p in group["params"]
+        for t in (p, p.grad)
+    ]
+    assert len(tensors) == 7 * 2 * len(shapes)  # six paths and the reference's second copy
+    assert len({t.data_ptr() for t in tensors}) == len(tensors)
+    # Allocated in an order shuffled each trial, not always the same.
+    orders = {
+        tuple(
+            step_time.make_optimizers(
+                "AdamW", "AdamW", step_time.ADAMW_OPTIONS, shapes, torch.device("cpu"), random.Random(seed)
+            )
+        )
+        for seed in range(4)
+    }
+    assert len(orders) > 1
+
+
+def test_the_yardstick_counts_both_copies_of_torchs_kernel_where_there_are_two(step_time):
+    first, second = [1.0, 2.0, 3.0], [3.0, 4.0, 5.0]
+    samples = {("torch", "fused"): first, step_time.REFERENCE: second}
+    median, each_round = step_time.yardstick(samples, ("torch", "fused"))
+    assert median == 3.0 and each_round == [2.0, 3.0, 4.0]
+    assert step_time.yardstick(samples, step_time.REFERENCE) == (4.0, second)  # one copy: itself
+    assert step_time.trial_ratios([2.0, 2.0, 6.0, 6.0], [1.0, 1.0, 2.0, 4.0], trials=2) == [2.0, 2.0]
+
+
 def test_the_script_prints_the_table_and_the_goal(step_time, monkeypatch, capsys):
     monkeypatch.setattr(
         sys,
@@ -83,6 +123,7 @@ def test_the_script_prints_the_table_and_the_goal(step_time, monkeypatch, capsys
     assert goal, out
     middle, low, high = map(float, goal.groups()[1:])
     assert low <= middle <= high
+    assert re.search(r"trial by trial \(fresh allocations\): \d\.\d{3}, \d\.\d{3}$", out, flags=re.MULTILINE), out
     # What noise alone does to a ratio: torch's kernel against a copy of itself, same rounds.
     noise = re.search(r"noise, +100K: .* median (\d\.\d+), 95% CI (\d\.\d+) to (\d\.\d+)", out)
     assert noise, out
