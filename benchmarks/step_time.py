@@ -22,12 +22,13 @@ fused paths save. The gradients are fixed random tensors, so only the optimizer
 is timed. The implementations are timed in turn, one step each, round after
 round, in an order shuffled every round, so a change in machine load, and the
 state the step before leaves in the caches, affect them all alike. Where the
-allocator puts a model's tensors also moves its time, by up to 7 % here, and the
-same way for every step on those tensors: so the rounds are split among
+allocator puts a model's tensors also moves its time, by up to 16 % here, and
+the same way for every step on those tensors: so the rounds are split among
 ``--trials`` sets of freshly allocated copies, allocated in a new order each
 trial (in a fixed order one path kept the same placement, good or bad, in every
-trial), and torch's fused AdamW, the yardstick of every ratio, is timed on two
-copies where its method allows. optlib's fused path compiles its
+trial); torch's fused AdamW, the yardstick of every ratio, is timed on two copies
+where its method allows; and the goal's confidence interval runs over the trials,
+the unit whose ratios are independent. optlib's fused path compiles its
 kernel on the first step; that time is printed separately (it is paid once per
 process, less when Inductor's on-disk cache already holds it).
 """
@@ -227,12 +228,6 @@ def median_interval(values: list[float], confidence: float = 0.95) -> tuple[floa
     return statistics.median(ordered), ordered[k - 1], ordered[n - k]
 
 
-def paired_ratios(ours: list[float] | None, theirs: list[float] | None) -> list[float] | None:
-    """Round by round, a time over the reference's in the same round: a change of machine
-    load between rounds then cancels."""
-    return [a / b for a, b in zip(ours, theirs)] if ours and theirs else None
-
-
 def yardstick(samples: dict, key: tuple) -> tuple[float, list[float]]:
     """torch's fused AdamW, kept under ``key``: its median step and its time in each round.
 
@@ -248,7 +243,14 @@ def yardstick(samples: dict, key: tuple) -> tuple[float, list[float]]:
 
 
 def trial_ratios(ours: list[float], theirs: list[float], trials: int) -> list[float]:
-    """Trial by trial (each a fresh allocation), the ratio of the medians of its rounds."""
+    """Trial by trial, the ratio of the medians of its rounds.
+
+    A trial, not a round, is the unit whose ratios are independent: its rounds share one
+    placement of the tensors in memory, which moved a kernel's time against a copy of
+    itself by up to 16 % here (0.84 to 1.24 of it, trial by trial), far more than rounds
+    within a trial vary. Both times come from the same rounds, so a change of machine load
+    between rounds still cancels.
+    """
     per = len(ours) // trials
     return [
         statistics.median(ours[t * per : (t + 1) * per]) / statistics.median(theirs[t * per : (t + 1) * per])
@@ -258,13 +260,22 @@ def trial_ratios(ours: list[float], theirs: list[float], trials: int) -> list[fl
 
 def goal_1_verdict(ratio: float, low: float) -> str:
     """Met where optlib's median step takes at most torch's; where it takes longer, whether the
-    95 % interval of the round-by-round ratio (lower end ``low``) still reaches 1, so that
+    95 % interval of the trial-by-trial ratio (lower end ``low``) still reaches 1, so that
     this run cannot tell the two apart, or lies wholly above it."""
     if ratio <= 1:
         return "met"
     if low <= 1:
         return "not met by the medians, but level within this run's noise: the 95% CI contains 1"
     return "not met: slower in this run (the 95% CI lies above 1)"
+
+
+def _by_trial(ratios: list[float]) -> str:
+    middle, low, high = median_interval(ratios)
+    each = ", ".join(f"{r:.3f}" for r in ratios)
+    return (
+        f"trial by trial (each a fresh allocation): median {middle:.3f}, 95% CI {low:.3f} to {high:.3f} "
+        f"over {len(ratios)} trials ({each})"
+    )
 
 
 def main() -> None:
@@ -278,9 +289,9 @@ def main() -> None:
         help="model sizes (default: 10M 50M on the CPU, also 1B on CUDA)",
     )
     parser.add_argument("--methods", nargs="+", default=[m[0] for m in METHODS], choices=[m[0] for m in METHODS])
-    parser.add_argument("--repeats", type=int, default=10, help="timed steps per path and trial (default 10)")
+    parser.add_argument("--repeats", type=int, default=8, help="timed steps per path and trial (default 8)")
     parser.add_argument(
-        "--trials", type=int, default=3, help="sets of freshly allocated parameters and optimizers (default 3)"
+        "--trials", type=int, default=6, help="sets of freshly allocated parameters and optimizers (default 6)"
     )
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args()
@@ -317,9 +328,8 @@ def main() -> None:
             times[key], each_round = yardstick(samples, key)
             times["reference"] = times[key]
             ours = samples.get(("optlib", "fused"))
-            times["paired"] = paired_ratios(ours, each_round)
             times["trials"] = trial_ratios(ours, each_round, args.trials) if ours else None
-            times["noise"] = paired_ratios(samples[REFERENCE], samples[key]) if key != REFERENCE else None
+            times["noise"] = trial_ratios(samples[REFERENCE], samples[key], args.trials) if key != REFERENCE else None
             probes = {key[1]: per_element * n / times[key] for key, (_, per_element) in PROBES.items()}
             bandwidth = max(probes.values())
             results[label] = (times, first, tensors * FLOAT32 * n / bandwidth, tensors, ref_name, probes)
@@ -357,22 +367,15 @@ def main() -> None:
             reference = results["NesterovAdamW"][0]["reference"]
             ours = results["NesterovAdamW"][0].get(("optlib", "fused"))
             limit = results["NesterovAdamW"][2]
-            paired, noise = results["NesterovAdamW"][0]["paired"], results["NesterovAdamW"][0]["noise"]
-            trials = results["NesterovAdamW"][0]["trials"]
+            trials, noise = results["NesterovAdamW"][0]["trials"], results["NesterovAdamW"][0]["noise"]
             if ours and reference:
-                middle, low, high = median_interval(paired)
+                middle, low, high = median_interval(trials)
                 print(
                     f"goal 1, {model}: optlib fused NesterovAdamW / torch fused AdamW = {ours / reference:.3f} "
-                    f"(goal <= 1.00: {goal_1_verdict(ours / reference, low)}); round by round: median "
-                    f"{middle:.3f}, 95% CI {low:.3f} to {high:.3f} over {len(paired)} rounds in {args.trials} trials; "
-                    f"trial by trial (fresh allocations): {', '.join(f'{r:.3f}' for r in trials)}"
+                    f"(goal <= 1.00: {goal_1_verdict(ours / reference, low)}); {_by_trial(trials)}"
                 )
                 if noise:
-                    middle, low, high = median_interval(noise)
-                    print(
-                        f"noise,  {model}: torch fused AdamW on its second copy / on its first, in the same rounds: "
-                        f"median {middle:.3f}, 95% CI {low:.3f} to {high:.3f}"
-                    )
+                    print(f"noise,  {model}: torch fused AdamW on its second copy / on its first; {_by_trial(noise)}")
                 if device.type == "cpu" and model == "50M":
                     print(
                         f"goal 2, {model}: optlib fused NesterovAdamW reaches {limit / ours:.0%} of the bandwidth "
