@@ -14,6 +14,7 @@ from ._base import (
     new_step_counter,
 )
 from ._compile import FusedKernel, advance_steps, each_count, fused_buckets, fused_scalars
+from ._placement import state_like
 
 __all__ = ["Adagrad"]
 
@@ -293,9 +294,7 @@ class Adagrad(CourseOptimizer):
         if len(state) == 0:
             value = group["initial_accumulator_value"]
             state["step"] = new_step_counter(p, group)
-            state["sum"] = torch.full_like(
-                p, complex(value, value) if torch.is_complex(p) else value, memory_format=torch.preserve_format
-            )
+            state["sum"] = state_like(p, 1, complex(value, value) if torch.is_complex(p) else value)
 
     def share_memory(self) -> None:
         """Move the accumulators to shared memory (for Hogwild-style multiprocess training)."""

@@ -31,6 +31,7 @@ from ._base import (
     new_step_counter,
 )
 from ._compile import FusedKernel, advance_steps, each_count, fused_buckets, fused_scalars
+from ._placement import state_like
 
 __all__ = ["Adam"]
 
@@ -352,8 +353,8 @@ def _adam_fused(
 def _start_moments(state: dict, p: Tensor, group: dict) -> None:
     """The state torch.optim.Adam starts a parameter with: step 0, m = v = 0."""
     state["step"] = new_step_counter(p, group)
-    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    state["exp_avg"] = state_like(p, 1)
+    state["exp_avg_sq"] = state_like(p, 2)
 
 
 class _AdamFamily(CourseOptimizer):
@@ -384,7 +385,7 @@ class _AdamFamily(CourseOptimizer):
         # The group's option, which _variant passes on (NesterovAdamW has none): asked per
         # parameter per step, building _variant's dict each time cost more than the check.
         if group.get("amsgrad") and "max_exp_avg_sq" not in state:
-            state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["max_exp_avg_sq"] = state_like(p, 3)
 
     def _update_options(self, group: dict) -> dict:
         beta1, beta2 = group["betas"]

@@ -17,6 +17,7 @@ from ._base import (
     new_step_counter,
 )
 from ._compile import FusedKernel, advance_steps, fused_buckets, fused_scalars
+from ._placement import state_like
 from .adam import _decay_flags, _foreach_moments_, _kernel_moments_, _moment_scalars
 
 __all__ = ["NAdam"]
@@ -367,8 +368,8 @@ class NAdam(CourseOptimizer):
             # The running product sits beside the step count (on the CPU unless fused).
             state["step"] = new_step_counter(p, group)
             state["mu_product"] = torch.ones_like(state["step"])
-            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg"] = state_like(p, 1)
+            state["exp_avg_sq"] = state_like(p, 2)
 
     def _update_options(self, group: dict) -> dict:
         beta1, beta2 = group["betas"]

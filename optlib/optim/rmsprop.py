@@ -15,6 +15,7 @@ from ._base import (
     group_by_device_and_dtype,
     new_step_counter,
 )
+from ._placement import state_like
 
 __all__ = ["RMSprop"]
 
@@ -229,13 +230,13 @@ class RMSprop(CourseOptimizer):
     def _init_state(self, p: Tensor, state: dict, group: dict) -> None:
         if len(state) == 0:
             state["step"] = new_step_counter(p, group)
-            state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["square_avg"] = state_like(p, 1)
         # momentum or centered may be switched on after the first step (a scheduler that
         # cycles momentum, or a user editing the group); their averages then start at zero.
         if group["momentum"] > 0 and "momentum_buffer" not in state:
-            state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["momentum_buffer"] = state_like(p, 2)
         if group["centered"] and "grad_avg" not in state:
-            state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["grad_avg"] = state_like(p, 3)
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("square_avg", "grad_avg", "momentum_buffer", "step")

@@ -22,6 +22,7 @@ from ._base import (
     group_by_device_and_dtype,
 )
 from ._compile import FusedKernel, fused_buckets, fused_scalars
+from ._placement import state_like
 
 __all__ = ["SGD", "GradientDescent"]
 
@@ -182,7 +183,7 @@ def _sgd_fused(
     first_step = [momentum != 0 and b is None for b in momentum_buffers]
     for i, p in enumerate(params):
         if first_step[i]:
-            momentum_buffers[i] = torch.empty_like(p, memory_format=torch.preserve_format)
+            momentum_buffers[i] = state_like(p, 1)
     buffers = momentum_buffers if momentum != 0 else [None] * len(params)
     for b_params, b_grads, b_buffers, b_first in fused_buckets(plans, params, grads, buffers, first_step).values():
         _sgd_fused_kernel(
