@@ -1,4 +1,4 @@
-"""benchmarks/step_time.py (and scalar_loads.py) run end to end and print what issue 11 asks of them.
+"""benchmarks/step_time.py (and scalar_loads.py, sharded_step.py, state_placement.py) run end to end and print what issue 11 asks of them.
 
 Only the tiny model, so the times say nothing: the test checks the table's shape,
 the goal lines and the confidence interval of the trial-by-trial ratio.
@@ -179,3 +179,15 @@ def test_sharded_step_prints_each_strategy_and_path_beside_the_loop(capsys, monk
     assert re.search(r"^strategy\s+loop\s+fused\s+fused / loop$", printed, flags=re.MULTILINE)
     ratio = table[("fsdp", "fused")] / table[("fsdp", "loop")]
     assert re.search(rf"^fsdp\s+[\d.]+\s+[\d.]+\s+{ratio:.2f}x$", printed, flags=re.MULTILINE)
+
+
+def test_state_placement_times_each_placement_beside_torchs_kernel(capsys):
+    """benchmarks/state_placement.py on parameters just above the size from which optlib places
+    state: the table's rows and where each path's moments start (the times say nothing)."""
+    ratios = _load("state_placement").main(["--rows", "300", "--cols", "300", "--copies", "2", "--rounds", "2"])
+    printed = capsys.readouterr().out
+    assert ratios["torch AdamW fused"] == 1.0 and all(r > 0 for r in ratios.values())
+    rows = {line.split("  ")[0]: line for line in printed.splitlines()}
+    for path in ("optlib AdamW fused", "optlib NesterovAdamW fused", "torch AdamW fused, state placed as optlib's"):
+        assert "m +0x400 v +0x800" in rows[path], printed
+    assert "m +0x0 v +0x0" in rows["optlib AdamW fused, state at θ's offset"], printed
