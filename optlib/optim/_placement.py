@@ -10,11 +10,11 @@ still in flight; with every stream at the same offset each load appears to depen
 stores of the other streams and waits for them ("4K aliasing", Intel's optimization manual).
 
 So the state of a large CPU parameter starts ``slot`` KiB past the parameter's offset in
-its page: m one KiB on, v two. On this course's 2-core CPU (2 threads), torch's own fused
-AdamW kernel over one array of 2M to 16.7M float32 numbers took 8-20 % less time with m and
-v moved this way; a whole optimizer step on one or two such parameters, 2-4 % less in most
-runs, which is about this machine's run-to-run noise (``benchmarks/state_placement.py``
-times both placements side by side). The cost is one page of padding per state tensor.
+its page: m one KiB on, v two. On this course's 2-core CPU (2 threads), a fused step on one
+parameter of 38 or 64 MB took 2-4 % less time this way, torch's kernel and optlib's alike;
+that is about this machine's run-to-run noise, and on two 64 MB parameters one run showed
+nothing beyond it (``benchmarks/state_placement.py`` times both placements side by side).
+A small gain, for one page of padding per state tensor.
 """
 
 from __future__ import annotations
