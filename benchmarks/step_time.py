@@ -22,8 +22,8 @@ fused paths save. The gradients are fixed random tensors, so only the optimizer
 is timed. The implementations are timed in turn, one step each, round after
 round, in an order shuffled every round, so a change in machine load, and the
 state the step before leaves in the caches, affect them all alike. Where the
-allocator puts a model's tensors also moves its time, by up to 16 % here, and
-the same way for every step on those tensors: so the rounds are split among
+allocator puts a model's tensors also moves its time, by up to a quarter here,
+and the same way for every step on those tensors: so the rounds are split among
 ``--trials`` sets of freshly allocated copies, allocated in a new order each
 trial (in a fixed order one path kept the same placement, good or bad, in every
 trial); torch's fused AdamW, the yardstick of every ratio, is timed on two copies
@@ -233,7 +233,8 @@ def yardstick(samples: dict, key: tuple) -> tuple[float, list[float]]:
 
     Where a second copy was timed too (REFERENCE, in the rounds of AdamW and NesterovAdamW),
     both count, each round's time the mean of the two: the copies sit where the allocator put
-    them, and that alone moved one copy's time by up to 7 % against the other in a run.
+    them, and that alone moved one copy's time by up to a quarter against the other (see
+    trial_ratios).
     """
     times = samples[key]
     if key == REFERENCE or REFERENCE not in samples:
@@ -247,7 +248,7 @@ def trial_ratios(ours: list[float], theirs: list[float], trials: int) -> list[fl
 
     A trial, not a round, is the unit whose ratios are independent: its rounds share one
     placement of the tensors in memory, which moved a kernel's time against a copy of
-    itself by up to 16 % here (0.84 to 1.24 of it, trial by trial), far more than rounds
+    itself by up to a quarter here (0.84 to 1.24 of it, trial by trial), far more than rounds
     within a trial vary. Both times come from the same rounds, so a change of machine load
     between rounds still cancels.
     """
