@@ -280,10 +280,10 @@ def run_trials(setup: tuple, trials: int, warmup: int, repeats: int, only: tuple
     """Every round's seconds per step of each path (``make_optimizers(*setup, only)``),
     ``trials`` sets of fresh copies one after another, and the first trial's first steps."""
     samples: dict = {}
-    order = setup[-1]
+    *_, device, order = setup
     for trial in range(trials):
         optimizers = make_optimizers(*setup, only)
-        rounds, first_steps = time_steps(optimizers, setup[-2], warmup, repeats, order)
+        rounds, first_steps = time_steps(optimizers, device, warmup, repeats, order)
         if trial == 0:  # the first step that compiles
             first = first_steps
         for key, values in rounds.items():
@@ -296,7 +296,9 @@ def run_trials(setup: tuple, trials: int, warmup: int, repeats: int, only: tuple
 GOAL_1_PATHS = (("optlib", "fused"), ("torch", "fused"), REFERENCE)
 
 
-def head_to_head(model: str, setup: tuple, trials: int, warmup: int, repeats: int) -> list[float]:
+def head_to_head(
+    model: str, shapes: list, device: torch.device, order: random.Random, trials: int, warmup: int, repeats: int
+) -> list[float]:
     """Goal 1 measured on its own: the trial-by-trial ratio of optlib's fused NesterovAdamW
     to torch's fused AdamW (both copies), printed with its 95 % interval and the verdict.
 
@@ -307,7 +309,6 @@ def head_to_head(model: str, setup: tuple, trials: int, warmup: int, repeats: in
     against its second copy, from the same rounds, shows what the method reads where there
     is no difference: an interval that must contain 1.
     """
-    shapes, device, order = setup
     samples, _ = run_trials(
         ("NesterovAdamW", "AdamW", ADAMW_OPTIONS, shapes, device, order), trials, warmup, repeats, GOAL_1_PATHS
     )
@@ -428,7 +429,7 @@ def main() -> None:
                     f"limit (goal >= 70%: {'met' if limit / ours >= 0.7 else 'not met'})"
                 )
             if ours and times["two copies"] and args.goal_trials:
-                head_to_head(model, (shapes, device, order), args.goal_trials, args.warmup, args.goal_repeats)
+                head_to_head(model, shapes, device, order, args.goal_trials, args.warmup, args.goal_repeats)
     print(_load_note("at the end"))
     print("\ncompile seconds of each fused kernel variant (first call, this process):")
     for variant, seconds in compile_seconds().items():
