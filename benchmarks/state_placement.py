@@ -10,9 +10,9 @@ the only bits a core compares to decide whether a load waits for an earlier stor
 aliasing"). optlib starts each state tensor of a large CPU parameter 1, 2 or 3 KiB past
 θ's offset (optlib/optim/_placement.py). This script times, in one run and in rounds
 shuffled each time, torch's fused AdamW, optlib's fused AdamW and NesterovAdamW,
-optlib's fused AdamW with its state moved back to θ's offset, and torch's with its state
-placed as optlib's: the last two separate the placement from the kernel. Each path steps its own copies, several of them, since where a
-copy lands moves its time too.
+optlib's fused AdamW with its state moved back to θ's offset, and torch's with its
+state placed as optlib's: the last two separate the placement from the kernel. Each
+path steps its own copies, several of them, since where a copy lands moves its time too.
 """
 
 from __future__ import annotations

@@ -306,7 +306,7 @@ GOAL_1_PATHS = (("optlib", "fused"), ("torch", "fused"), REFERENCE)
 
 def head_to_head(
     model: str, shapes: list, device: torch.device, order: random.Random, trials: int, warmup: int, repeats: int
-) -> list[float]:
+) -> None:
     """Goal 1 measured on its own: the trial-by-trial ratio of optlib's fused NesterovAdamW
     to torch's fused AdamW (both copies), printed with its 95 % interval and the verdict.
 
@@ -330,7 +330,6 @@ def head_to_head(
     )
     noise = trial_ratios(samples[REFERENCE], samples[("torch", "fused")], trials)
     print(f"noise,  {model}: torch fused AdamW on its second copy / on its first; {_by_trial(noise)}")
-    return ratios
 
 
 def _by_trial(ratios: list[float]) -> str:
